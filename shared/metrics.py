@@ -1,0 +1,28 @@
+"""Prometheus metrics shared by the services (names are the contract for dashboards)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+MESSAGES_CONSUMED = Counter("pipeline_messages_consumed_total", "Messages read", ["service", "topic"])
+MESSAGES_PRODUCED = Counter("pipeline_messages_produced_total", "Messages written", ["topic"])
+DLQ_MESSAGES = Counter("pipeline_dlq_messages_total", "Messages sent to a dead-letter topic", ["service", "topic"])
+CACHE_REQUESTS = Counter("pipeline_cache_requests_total", "Cache look-ups", ["cache", "result"])
+CACHE_ERRORS = Counter("pipeline_cache_errors_total", "Cache operations that failed (processing goes on)", ["cache"])
+STAGE_SECONDS = Histogram(
+    "pipeline_stage_seconds", "Time spent per stage and batch", ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CDC_EVENTS = Counter("cdc_events_total", "Change events emitted", ["table", "op"])
+VIABILITY_DECISIONS = Counter("viability_transitions_total", "Accounts changing viability", ["to"])
+INDEX_OPERATIONS = Counter("indexer_operations_total", "Vector store operations", ["op"])
+FRESHNESS_SECONDS = Histogram(
+    "pipeline_freshness_seconds", "MariaDB commit to indexed", buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300),
+)
+LAST_BATCH_TS = Gauge("pipeline_last_batch_timestamp_seconds", "When a service last processed a batch", ["service"])
+
+
+def serve_metrics(port: int) -> None:
+    """Expose /metrics on ``port`` for worker services (the query API serves its own)."""
+    if port:
+        start_http_server(port)
