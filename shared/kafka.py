@@ -1,0 +1,242 @@
+"""Kafka adapter: producer/consumer factories, topic creation, dead letters and the batch loop.
+
+Every consuming service runs the same at-least-once loop: take a batch, let the service's pure
+core turn it into outputs, make the outputs durable (produce + flush, or a vector store write),
+and only then commit the batch's offsets. A message the core cannot parse goes to ``<topic>.dlq``
+with its original bytes and the reason in headers; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from shared.config import KafkaSettings, dlq_topic
+from shared.logging import get_logger
+from shared.metrics import DLQ_MESSAGES, LAST_BATCH_TS, MESSAGES_CONSUMED, MESSAGES_PRODUCED
+from shared.retry import backoff_delay
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that could not be processed, and why."""
+
+    message: Message
+    error: Exception
+
+
+@dataclass
+class BatchResult:
+    outputs: list[OutboundMessage] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def make_producer(settings: KafkaSettings, **overrides: object) -> Producer:
+    config = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "enable.idempotence": True,  # retries never duplicate or reorder within a partition
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "message.max.bytes": 8_000_000,
+    }
+    config.update(overrides)
+    return Producer(config)
+
+
+def make_consumer(settings: KafkaSettings, group_id: str, **overrides: object) -> Consumer:
+    config = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,  # committed only after the batch's output is durable
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
+        "max.poll.interval.ms": 600_000,  # a slow model batch must not cost a rebalance
+        "fetch.message.max.bytes": 8_000_000,
+    }
+    config.update(overrides)
+    return Consumer(config)
+
+
+def ensure_topics(settings: KafkaSettings, topics: Iterable[str], *, partitions: int | None = None) -> None:
+    """Create missing topics; existing ones are left as they are."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [t for t in dict.fromkeys(topics) if t not in existing]
+    if not wanted:
+        return
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions or settings.topic_partitions, replication_factor=1) for t in wanted]
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=10)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+class DeliveryTracker:
+    """Collects delivery reports so a flush can tell whether everything was written."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def __call__(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.errors.append(f"{msg.topic()}: {err}")
+
+
+def produce_all(producer: Producer, messages: Sequence[OutboundMessage], *, flush_timeout_s: float = 30) -> None:
+    """Produce and wait until every message is acknowledged; raise if any was not."""
+    tracker = DeliveryTracker()
+    for message in messages:
+        _produce_one(producer, message, tracker)
+    remaining = producer.flush(flush_timeout_s)
+    if remaining or tracker.errors:
+        raise KafkaException(f"{remaining} undelivered, errors: {tracker.errors[:3]}")
+    for message in messages:
+        MESSAGES_PRODUCED.labels(topic=message.topic).inc()
+
+
+def _produce_one(producer: Producer, message: OutboundMessage, tracker: DeliveryTracker) -> None:
+    while True:
+        try:
+            producer.produce(message.topic, key=message.key, value=message.value,
+                             headers=message.headers or None, on_delivery=tracker)
+            return
+        except BufferError:  # local queue full: let the client drain, then try again
+            producer.poll(0.5)
+
+
+def dead_letter_message(letter: DeadLetter, service: str) -> OutboundMessage:
+    """The original bytes plus Kafka Connect-style error headers."""
+    original = letter.message
+    headers = list(original.headers() or [])
+    headers += [
+        ("dlq.service", service.encode()),
+        ("dlq.topic", str(original.topic()).encode()),
+        ("dlq.partition", str(original.partition()).encode()),
+        ("dlq.offset", str(original.offset()).encode()),
+        ("dlq.error.class", type(letter.error).__name__.encode()),
+        ("dlq.error.message", str(letter.error)[:2000].encode("utf-8", "replace")),
+        ("dlq.ts_ms", str(int(time.time() * 1000)).encode()),
+    ]
+    return OutboundMessage(dlq_topic(str(original.topic())), original.key(), original.value(), headers)
+
+
+BatchHandler = Callable[[list[Message]], BatchResult]
+
+
+class BatchLoop:
+    """consume → handle → produce outputs and dead letters → commit, until stopped.
+
+    A sink (the indexer) writes to its store inside ``handle_batch`` and returns only once the
+    write is durable, so the commit that follows never runs ahead of the data.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        settings: KafkaSettings,
+        consumer: Consumer,
+        producer: Producer,
+        topics: Sequence[str],
+        handle_batch: BatchHandler,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.consumer = consumer
+        self.producer = producer
+        self.topics = list(topics)
+        self.handle_batch = handle_batch
+        self.stop = stop or threading.Event()
+
+    def run(self) -> None:
+        self.consumer.subscribe(self.topics)
+        log.info("consuming", service=self.service, topics=self.topics)
+        failures = 0
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.run_once()
+                    failures = 0
+                except Exception as exc:  # a dependency is down: retry the batch, never skip it
+                    failures += 1
+                    delay = backoff_delay(failures)
+                    log.error("batch failed, retrying", service=self.service, error=repr(exc)[:500],
+                              attempt=failures, retry_in_s=round(delay, 2))
+                    self.stop.wait(delay)
+        finally:
+            self.consumer.close()
+            self.producer.flush(10)
+            log.info("stopped", service=self.service)
+
+    def run_once(self) -> int:
+        messages = self.consumer.consume(self.settings.kafka_batch_size, self.settings.kafka_batch_timeout_s)
+        messages = [m for m in messages if not self._is_transport_error(m)]
+        if not messages:
+            return 0
+        try:
+            self._process(messages)
+        except Exception:
+            self._rewind(messages)
+            raise
+        LAST_BATCH_TS.labels(service=self.service).set_to_current_time()
+        return len(messages)
+
+    def _process(self, messages: list[Message]) -> None:
+        for message in messages:
+            MESSAGES_CONSUMED.labels(service=self.service, topic=message.topic()).inc()
+        result = self.handle_batch(messages)
+        dead = [dead_letter_message(letter, self.service) for letter in result.dead_letters]
+        for letter in result.dead_letters:
+            DLQ_MESSAGES.labels(service=self.service, topic=letter.message.topic()).inc()
+            log.warning("dead-lettered", service=self.service, topic=letter.message.topic(),
+                        offset=letter.message.offset(), error=str(letter.error)[:300])
+        if result.outputs or dead:
+            produce_all(self.producer, [*result.outputs, *dead])
+        self._commit(messages)
+
+    def _rewind(self, messages: list[Message]) -> None:
+        """Seek back to the batch's first offsets so the next consume retries it."""
+        first: dict[tuple[str, int], int] = {}
+        for message in messages:
+            first.setdefault((message.topic(), message.partition()), message.offset())
+        for (topic, partition), offset in first.items():
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # partition revoked meanwhile: its new owner starts at the commit
+                log.warning("seek failed", topic=topic, partition=partition, error=str(exc))
+
+    def _commit(self, messages: list[Message]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for message in messages:
+            last[(message.topic(), message.partition())] = message.offset()
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        self.consumer.commit(offsets=offsets, asynchronous=False)
+
+    def _is_transport_error(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error", service=self.service, error=str(error))
+        return True
