@@ -1,0 +1,86 @@
+import pytest
+
+from services.viability.core import DAY_MS, SnapshotRequest, ViabilityFilter, ViabilityRules
+from shared.events import AccountPurge, ChangeEvent, PostDelete, PostUpsert
+from tests.unit.fakes import InMemoryViabilityState
+
+NOW = 1_800_000_000_000
+RULES = ViabilityRules(min_followers=1000, min_posts=3, active_within_days=30, max_posts_per_account=5)
+
+
+def change(op, table, before=None, after=None) -> ChangeEvent:
+    return ChangeEvent.model_validate({"op": op, "before": before, "after": after,
+                                       "source": {"ts_ms": NOW, "db": "d", "table": table}})
+
+
+def account(id=1, followers=5000):
+    return {"id": id, "platform": "youtube", "handle": f"h{id}", "followers": followers}
+
+
+def post(id, account_id=1, age_days=1):
+    return {"id": id, "account_id": account_id, "platform": "youtube", "title": f"post {id}",
+            "published_at": NOW - age_days * DAY_MS}
+
+
+@pytest.fixture
+def viability():
+    return ViabilityFilter(InMemoryViabilityState(), RULES)
+
+
+def test_rules():
+    from shared.events import AccountRecord
+
+    record = AccountRecord(**account())
+    assert RULES.is_viable(record, 3, NOW - DAY_MS, NOW)
+    assert not RULES.is_viable(record, 2, NOW, NOW)
+    assert not RULES.is_viable(record, 3, NOW - 31 * DAY_MS, NOW)
+    assert not RULES.is_viable(AccountRecord(**account(followers=999)), 3, NOW, NOW)
+    assert not RULES.is_viable(None, 3, NOW, NOW)
+
+
+def test_posts_of_an_unknown_or_small_account_are_not_forwarded(viability):
+    assert viability.on_post(change("c", "posts", after=post(1)), NOW) == []
+    assert viability.on_account(change("r", "accounts", after=account(followers=10)), NOW) == []
+    assert viability.on_post(change("c", "posts", after=post(2)), NOW) == []
+
+
+def test_account_becoming_viable_asks_for_its_posts_again_and_forwards_new_ones(viability):
+    viability.on_account(change("r", "accounts", after=account()), NOW)
+    assert viability.on_post(change("r", "posts", after=post(1)), NOW) == []
+    assert viability.on_post(change("r", "posts", after=post(2)), NOW) == []
+    decisions = viability.on_post(change("r", "posts", after=post(3)), NOW)
+    assert decisions[0] == SnapshotRequest((1,))
+    assert isinstance(decisions[1], PostUpsert) and decisions[1].post.id == 3
+    [forwarded] = viability.on_post(change("c", "posts", after=post(4)), NOW)
+    assert forwarded.post.id == 4 and forwarded.account.handle == "h1"
+
+
+def test_account_losing_viability_or_deleted_is_purged(viability):
+    viability.on_account(change("r", "accounts", after=account()), NOW)
+    for i in range(3):
+        viability.on_post(change("r", "posts", after=post(i)), NOW)
+    [purge] = viability.on_account(change("u", "accounts", before=account(), after=account(followers=1)), NOW)
+    assert isinstance(purge, AccountPurge) and purge.account_id == 1
+    assert isinstance(viability.on_account(change("u", "accounts", after=account()), NOW)[0], SnapshotRequest)
+    [purge] = viability.on_account(change("d", "accounts", before=account()), NOW)
+    assert purge.reason == "account deleted"
+
+
+def test_post_delete_is_always_forwarded_and_can_end_viability(viability):
+    viability.on_account(change("r", "accounts", after=account()), NOW)
+    for i in range(3):
+        viability.on_post(change("r", "posts", after=post(i)), NOW)
+    decisions = viability.on_post(change("d", "posts", before=post(2)), NOW)
+    assert isinstance(decisions[0], PostDelete) and decisions[0].post_id == 2
+    assert isinstance(decisions[1], AccountPurge)  # 2 posts left < min_posts
+
+
+def test_only_the_most_recent_posts_are_kept(viability):
+    viability.on_account(change("r", "accounts", after=account()), NOW)
+    for i in range(5):  # ages 10..6 days: post 4 is the newest
+        viability.on_post(change("r", "posts", after=post(i, age_days=10 - i)), NOW)
+    assert viability.on_post(change("c", "posts", after=post(99, age_days=20)), NOW) == []  # 6th newest
+    decisions = viability.on_post(change("c", "posts", after=post(100, age_days=0)), NOW)
+    assert [type(d) for d in decisions] == [PostUpsert, PostDelete]
+    assert decisions[0].post.id == 100
+    assert decisions[1].post_id == 0  # the oldest of the five kept so far (10 days), pushed out
