@@ -1,0 +1,69 @@
+"""embedder: all-MiniLM-L6-v2 (ONNX Runtime) vectors for viable posts, cached in Redis.
+
+Reads:   <prefix>.pipeline.posts.viable    post.upsert | post.delete | account.purge
+Writes:  <prefix>.pipeline.posts.embedded  key {"account_id"}  post.embedded (+ deletes/purges unchanged)
+         <prefix>.pipeline.posts.viable.dlq
+Cache:   Redis emb:<model id>:<sha256 of text> → float32 bytes
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from confluent_kafka import Message
+
+from services.embedder.core import PostEmbedding
+from shared.cache import EmbeddingCache, connect_redis
+from shared.config import KafkaSettings, ModelSettings, RedisSettings, ServiceSettings, dlq_topic
+from shared.embedding import load_text_embedder
+from shared.events import MalformedEvent, account_key, encode, parse_pipeline_event
+from shared.kafka import BatchLoop, BatchResult, DeadLetter, OutboundMessage, ensure_topics, make_consumer, make_producer
+from shared.logging import configure_logging, get_logger
+from shared.metrics import STAGE_SECONDS, serve_metrics
+
+
+class EmbedderService:
+    def __init__(self, kafka: KafkaSettings, embedding: PostEmbedding) -> None:
+        self.kafka = kafka
+        self.embedding = embedding
+
+    def handle_batch(self, messages: list[Message]) -> BatchResult:
+        result, events = BatchResult(), []
+        for message in messages:
+            try:
+                event = parse_pipeline_event(message.value())
+                if event.kind == "post.embedded":
+                    raise MalformedEvent("already embedded: wrong topic")
+                events.append(event)
+            except MalformedEvent as exc:
+                result.dead_letters.append(DeadLetter(message, exc))
+        with STAGE_SECONDS.labels(stage="embed_batch").time():
+            processed = self.embedding.process(events)
+        for event in processed:
+            account_id = event.post.account_id if event.kind == "post.embedded" else event.account_id
+            result.outputs.append(OutboundMessage(self.kafka.embedded_posts_topic, account_key(account_id or 0),
+                                                  encode(event)))
+        return result
+
+
+def main() -> None:
+    settings, kafka, model, redis_settings = ServiceSettings(), KafkaSettings(), ModelSettings(), RedisSettings()
+    configure_logging(settings.log_level, service="embedder")
+    serve_metrics(settings.metrics_port)
+    embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
+                                  intra_op_threads=model.embedding_threads)
+    get_logger("embedder").info("model loaded", model_id=embedder.model_id)
+    cache = EmbeddingCache(connect_redis(redis_settings.redis_url), embedder.model_id)
+    service = EmbedderService(kafka, PostEmbedding(embedder, cache))
+    source = kafka.viable_posts_topic
+    ensure_topics(kafka, [source, kafka.embedded_posts_topic, dlq_topic(source)])
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    BatchLoop(service="embedder", settings=kafka, consumer=make_consumer(kafka, f"{kafka.topic_prefix}-embedder"),
+              producer=make_producer(kafka), topics=[source], handle_batch=service.handle_batch, stop=stop).run()
+
+
+if __name__ == "__main__":
+    main()

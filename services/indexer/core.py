@@ -1,0 +1,96 @@
+"""Turn pipeline events into vector store writes: deterministic point ids, deletes honoured.
+
+Within a batch, the last event per post wins and an account purge is a barrier: everything
+before it is written first, so a purge never deletes a post that came after it, nor misses one
+that came before it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from shared.events import AccountPurge, EmbeddedPostUpsert, PostDelete
+from shared.metrics import FRESHNESS_SECONDS, INDEX_OPERATIONS
+from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
+
+PAYLOAD_TEXT_CHARS = 4_000  # what a result card shows; the vector already saw the full text
+
+IndexEvent = EmbeddedPostUpsert | PostDelete | AccountPurge
+
+
+def post_point_id(post_id: int) -> str:
+    return point_id("post", post_id)
+
+
+def post_payload(event: EmbeddedPostUpsert) -> dict:
+    post, account = event.post, event.account
+    return {
+        "post_id": post.id,
+        "account_id": post.account_id,
+        "platform": post.platform,
+        "title": post.title,
+        "description": (post.description or "")[:PAYLOAD_TEXT_CHARS],
+        "url": post.url,
+        "published_at": post.published_at,
+        "views": post.views,
+        "likes": post.likes,
+        "comments": post.comments,
+        "handle": account.handle,
+        "display_name": account.display_name,
+        "followers": account.followers,
+        "model_id": event.model_id,
+        "source_ts_ms": event.position.ts_ms,
+        "source_gtid": event.position.gtid,
+    }
+
+
+@dataclass
+class WriteStep:
+    upserts: dict[str, PointRecord] = field(default_factory=dict)
+    deletes: set[str] = field(default_factory=set)
+    purge_account: int | None = None  # applied after the upserts/deletes of this step
+
+
+def plan_writes(events: Sequence[IndexEvent]) -> list[WriteStep]:
+    steps, current = [], WriteStep()
+    for event in events:
+        if isinstance(event, AccountPurge):
+            current.purge_account = event.account_id
+            steps.append(current)
+            current = WriteStep()
+        elif isinstance(event, PostDelete):
+            pid = post_point_id(event.post_id)
+            current.upserts.pop(pid, None)
+            current.deletes.add(pid)
+        else:
+            pid = post_point_id(event.post.id)
+            current.deletes.discard(pid)
+            current.upserts[pid] = PointRecord(id=pid, vector=event.vector(), payload=post_payload(event))
+    steps.append(current)
+    return [s for s in steps if s.upserts or s.deletes or s.purge_account is not None]
+
+
+class PostIndexer:
+    def __init__(self, store: VectorStore, collection: str, dim: int) -> None:
+        self.store = store
+        self.collection = collection
+        store.ensure_collection(collection, dim)
+
+    def apply(self, events: Sequence[IndexEvent]) -> None:
+        """Write the batch; returns only when the store has it (callers commit offsets after)."""
+        for step in plan_writes(events):
+            if step.upserts:
+                self.store.upsert(self.collection, list(step.upserts.values()))
+                INDEX_OPERATIONS.labels(op="upsert").inc(len(step.upserts))
+            if step.deletes:
+                self.store.delete(self.collection, sorted(step.deletes))
+                INDEX_OPERATIONS.labels(op="delete").inc(len(step.deletes))
+            if step.purge_account is not None:
+                self.store.delete_where(self.collection, SearchFilter(account_id=[step.purge_account]))
+                INDEX_OPERATIONS.labels(op="purge").inc()
+        now_ms = time.time() * 1000
+        for event in events:
+            if isinstance(event, EmbeddedPostUpsert) and not event.position.snapshot:
+                FRESHNESS_SECONDS.observe(max(0.0, now_ms - event.position.ts_ms) / 1000)

@@ -1,0 +1,79 @@
+"""indexer: embedded posts → vector store (Qdrant), deletes and account purges applied.
+
+Reads:   <prefix>.pipeline.posts.embedded   post.embedded | post.delete | account.purge
+Writes:  the posts collection (VECTOR_STORE=server: a Qdrant server; edge: the in-process engine)
+         <prefix>.pipeline.posts.embedded.dlq
+Offsets are committed only after the store acknowledged the batch.
+
+With the edge engine a shard belongs to one process, so locally the query service runs this loop
+in a thread (QUERY_RUN_INDEXER=true) instead of as its own process.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from confluent_kafka import Message
+
+from services.indexer.core import PostIndexer
+from shared.config import KafkaSettings, ServiceSettings, VectorStoreSettings, dlq_topic
+from shared.events import MalformedEvent, parse_pipeline_event
+from shared.kafka import BatchLoop, BatchResult, DeadLetter, ensure_topics, make_consumer, make_producer
+from shared.logging import configure_logging
+from shared.metrics import STAGE_SECONDS, serve_metrics
+from shared.vectorstore import VectorStore, open_vector_store
+
+EMBEDDING_DIM = 384
+
+
+class IndexerService:
+    def __init__(self, indexer: PostIndexer) -> None:
+        self.indexer = indexer
+
+    def handle_batch(self, messages: list[Message]) -> BatchResult:
+        result, events = BatchResult(), []
+        for message in messages:
+            try:
+                event = parse_pipeline_event(message.value())
+                if event.kind == "post.upsert":
+                    raise MalformedEvent("post.upsert without a vector: wrong topic")
+                if event.kind == "post.embedded" and len(event.vector()) != EMBEDDING_DIM:
+                    raise MalformedEvent(f"vector has {len(event.vector())} dimensions, expected {EMBEDDING_DIM}")
+                events.append(event)
+            except (MalformedEvent, ValueError) as exc:
+                result.dead_letters.append(DeadLetter(message, exc))
+        with STAGE_SECONDS.labels(stage="index_batch").time():
+            self.indexer.apply(events)
+        return result
+
+
+def open_store(settings: VectorStoreSettings) -> VectorStore:
+    return open_vector_store(settings.vector_store, edge_path=str(settings.qdrant_edge_path),
+                             url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+
+
+def indexer_loop(kafka: KafkaSettings, store: VectorStore, collection: str, stop: threading.Event) -> BatchLoop:
+    source = kafka.embedded_posts_topic
+    ensure_topics(kafka, [source, dlq_topic(source)])
+    service = IndexerService(PostIndexer(store, collection, EMBEDDING_DIM))
+    return BatchLoop(service="indexer", settings=kafka, consumer=make_consumer(kafka, f"{kafka.topic_prefix}-indexer"),
+                     producer=make_producer(kafka), topics=[source], handle_batch=service.handle_batch, stop=stop)
+
+
+def main() -> None:
+    settings, kafka, store_settings = ServiceSettings(), KafkaSettings(), VectorStoreSettings()
+    configure_logging(settings.log_level, service="indexer")
+    serve_metrics(settings.metrics_port)
+    store = open_store(store_settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        indexer_loop(kafka, store, store_settings.posts_collection, stop).run()
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    main()
