@@ -1,0 +1,236 @@
+"""The whole local stack, as `make dev` runs it: MariaDB change → searchable, and what breaks it.
+
+Real MariaDB with binlog, real broker, real Redis, the real model and the edge Qdrant engine; the
+services run as separate processes, so a test can kill one with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import orjson
+import pymysql
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from demo.generator import generate
+from demo.seed import seed_database
+from devstack.processes import apply_schema
+from devstack.stack import LocalStack
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.slow
+
+DATABASE = "e2e"
+PREFIX = "e2e"
+ANCHOR = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+NEXT_ID = iter(range(10_000_000, 20_000_000))
+
+# The viability rules, written again in SQL: an independent statement of what must be indexed.
+VIABLE_POSTS_SQL = """
+SELECT p.id FROM (
+  SELECT id, account_id, ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY published_at DESC, id DESC) AS recency
+  FROM posts
+) p
+JOIN accounts a ON a.id = p.account_id
+JOIN (SELECT account_id FROM posts GROUP BY account_id
+      HAVING COUNT(*) >= 20 AND MAX(published_at) >= UTC_TIMESTAMP() - INTERVAL 180 DAY) active
+  ON active.account_id = p.account_id
+WHERE a.followers >= 10000 AND p.recency <= 20000
+"""
+
+
+class Pipeline:
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.http = httpx.Client(base_url=stack.api_url, timeout=10)
+        self.producer = Producer({"bootstrap.servers": f"127.0.0.1:{stack.config.broker_port}"})
+
+    def sql(self, statement: str, params: tuple = ()) -> list[tuple]:
+        connection = pymysql.connect(host="127.0.0.1", port=self.stack.config.mariadb_port, user="root",
+                                     database=DATABASE, autocommit=True, charset="utf8mb4")
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(statement, params)
+                return list(cursor.fetchall())
+        finally:
+            connection.close()
+
+    def viable_post_ids(self) -> set[int]:
+        return {row[0] for row in self.sql(VIABLE_POSTS_SQL)}
+
+    def viable_account(self) -> int:
+        return self.sql(f"SELECT account_id FROM ({VIABLE_POSTS_SQL}) v JOIN posts USING (id) LIMIT 1")[0][0]
+
+    def points(self) -> int:
+        return self.http.get("/v1/status").json()["points"]
+
+    def search(self, query: str, limit: int = 10, **filters) -> list[dict]:
+        response = self.http.post("/v1/search/posts", json={"query": query, "limit": limit, "filters": filters})
+        assert response.status_code == 200, response.text
+        return response.json()["results"]
+
+    def indexed_post(self, post_id: int) -> dict | None:
+        response = self.http.get(f"/v1/posts/{post_id}")
+        return response.json()["post"] if response.status_code == 200 else None
+
+    def insert_post(self, account_id: int, title: str, description: str = "") -> int:
+        post_id = next(NEXT_ID)
+        self.sql(
+            "INSERT INTO posts (id, account_id, platform, title, description, url, published_at, views, likes,"
+            " comments, updated_at) SELECT %s, id, platform, %s, %s, NULL, UTC_TIMESTAMP(3), 10, 1, 0,"
+            " UTC_TIMESTAMP(3) FROM accounts WHERE id = %s",
+            (post_id, title, description, account_id),
+        )
+        return post_id
+
+    def settle(self, timeout: float = 240) -> set[int]:
+        """Wait until the index holds exactly as many points as MariaDB has viable posts."""
+        expected = self.viable_post_ids()
+        wait_for(lambda: self.points() == len(expected), timeout=timeout,
+                 what=f"{len(expected)} indexed points")
+        return expected
+
+
+@pytest.fixture(scope="module")
+def pipeline(infra, tmp_path_factory):
+    config = replace(infra.config, root=Path(tmp_path_factory.mktemp("e2e")), database=DATABASE, topic_prefix=PREFIX)
+    apply_schema(config.mariadb_port, DATABASE)
+    seed_database(port=config.mariadb_port, database=DATABASE, scale="tiny", anchor=ANCHOR)
+    stack = LocalStack(config)
+    try:
+        stack.start_services()
+        pipe = Pipeline(stack)
+        pipe.settle()
+        yield pipe
+    finally:
+        stack.stop()
+
+
+def test_seeded_viable_posts_are_indexed_and_searchable_by_topic(pipeline):
+    _, posts = generate("tiny", anchor=ANCHOR)
+    vertical_of = {post.id: post.vertical for post in posts}
+    assert pipeline.points() == len(pipeline.viable_post_ids()) > 100
+    for query, vertical in [("leg day workout to build muscle at the gym", "fitness"),
+                            ("budget travel itinerary and hidden beaches", "travel")]:
+        hits = pipeline.search(query, limit=10)
+        on_topic = [vertical_of[h["post_id"]] == vertical for h in hits]
+        assert sum(on_topic) >= 7, (query, [(h["post"]["title"], vertical_of[h["post_id"]]) for h in hits])
+
+
+def test_insert_update_delete_reach_search_within_seconds(pipeline):
+    account = pipeline.viable_account()
+    title = "Paddling a zebra-striped kayak across the frozen fjords of Svalbard"
+    started = time.monotonic()
+    post_id = pipeline.insert_post(account, title, "Ice, seals and a very cold paddle.")
+    wait_for(lambda: pipeline.indexed_post(post_id), timeout=5, interval=0.05, what="the inserted post")
+    insert_seconds = time.monotonic() - started
+    assert pipeline.search("kayak trip in the arctic fjords", limit=3)[0]["post_id"] == post_id
+    print(f"insert → searchable in {insert_seconds:.2f}s")
+
+    new_title = "Baking sourdough bread with a rye starter in a cast-iron pot"
+    pipeline.sql("UPDATE posts SET title = %s, description = %s WHERE id = %s", (new_title, "Crust!", post_id))
+    wait_for(lambda: (pipeline.indexed_post(post_id) or {}).get("title") == new_title, timeout=5, interval=0.05,
+             what="the updated title")
+    assert pipeline.search("sourdough rye bread baking", limit=3)[0]["post_id"] == post_id
+    assert post_id not in [h["post_id"] for h in pipeline.search("kayak trip in the arctic fjords", limit=10)]
+
+    pipeline.sql("DELETE FROM posts WHERE id = %s", (post_id,))
+    wait_for(lambda: pipeline.indexed_post(post_id) is None, timeout=5, interval=0.05, what="the delete")
+    assert post_id not in [h["post_id"] for h in pipeline.search("sourdough rye bread baking", limit=10)]
+
+
+def test_cdc_killed_mid_load_loses_and_duplicates_nothing(pipeline):
+    accounts = [row[0] for row in pipeline.sql(
+        f"SELECT DISTINCT account_id FROM ({VIABLE_POSTS_SQL}) v JOIN posts USING (id) LIMIT 5")]
+    inserted: list[int] = []
+
+    def load() -> None:
+        for batch in range(40):
+            for n in range(10):
+                account = accounts[(batch + n) % len(accounts)]
+                inserted.append(pipeline.insert_post(account, f"Load test post {batch}-{n} about camera gear"))
+            time.sleep(0.05)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    wait_for(lambda: len(inserted) >= 100, timeout=60, what="the load to start")
+    pipeline.stack.services["cdc"].kill()  # SIGKILL: no chance to flush or checkpoint
+    time.sleep(1)
+    pipeline.stack.start_service("cdc")
+    loader.join()
+    expected = pipeline.settle(timeout=180)
+    assert set(inserted) <= expected
+    missing = [post_id for post_id in inserted if pipeline.indexed_post(post_id) is None]
+    assert missing == []
+    assert pipeline.points() == len(expected)  # equal counts + deterministic ids: no extras, no duplicates
+
+
+def _dlq_messages(pipeline: Pipeline, topic: str, expected: int) -> list:
+    consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{pipeline.stack.config.broker_port}",
+                         "group.id": f"dlq-reader-{time.time()}", "auto.offset.reset": "earliest",
+                         "session.timeout.ms": 6000})
+    consumer.subscribe([f"{topic}.dlq"])
+    found: list = []
+    deadline = time.monotonic() + 30
+    while len(found) < expected and time.monotonic() < deadline:
+        found += [m for m in consumer.consume(100, 0.5) if m.error() is None]
+    consumer.close()
+    return found
+
+
+def test_malformed_events_go_to_the_dlq_and_the_pipeline_keeps_going(pipeline):
+    posts_topic = f"{PREFIX}.{DATABASE}.posts"
+    viable_topic = f"{PREFIX}.pipeline.posts.viable"
+    garbage = [b"{not json", b'{"op": "c", "after": {"id": "seven"}}', b'[1, 2, 3]',
+               orjson.dumps({"before": None, "after": {"id": 1, "title": 5}, "source": {"ts_ms": 1, "db": "e2e"},
+                             "op": "x"})]
+    for value in garbage:
+        pipeline.producer.produce(posts_topic, key=b'{"id": 1}', value=value)
+        pipeline.producer.produce(viable_topic, key=b'{"account_id": 1}', value=value)
+    pipeline.producer.flush(10)
+    post_id = pipeline.insert_post(pipeline.viable_account(), "A harmless post written after the garbage")
+    wait_for(lambda: pipeline.indexed_post(post_id), timeout=15, what="a valid post after malformed ones")
+    for topic in (posts_topic, viable_topic):
+        letters = _dlq_messages(pipeline, topic, len(garbage))
+        assert sorted(m.value() for m in letters) == sorted(garbage)
+        for letter in letters:
+            headers = dict(letter.headers())
+            assert headers["dlq.topic"].decode() == topic
+            assert headers["dlq.error.class"] == b"MalformedEvent"
+            assert headers["dlq.error.message"]
+    for name in ("cdc", "viability", "embedder", "query"):
+        assert pipeline.stack.services[name].alive, name
+
+
+def _debezium_fixture(name: str, **values) -> bytes:
+    text = (FIXTURES / name).read_text().replace("__PREFIX__", PREFIX).replace("__DB__", DATABASE)
+    return text.replace("__TITLE__", values.pop("title", "")).encode()
+
+
+@pytest.mark.parametrize("wrapped", [True, False], ids=["schemas.enable=true", "plain"])
+def test_real_debezium_events_in_both_json_flavours_are_indexed(pipeline, wrapped):
+    post_id, account = next(NEXT_ID), pipeline.viable_account()
+    title = f"Night timelapse of the aurora over a glacier lagoon ({'wrapped' if wrapped else 'plain'})"
+    value = json.loads(_debezium_fixture("debezium_post_schema_wrapped.json", title=title))
+    key = json.loads(_debezium_fixture("debezium_key_schema_wrapped.json"))
+    now_ms = int(time.time() * 1000)
+    value["payload"]["after"].update(id=post_id, account_id=account, published_at=now_ms, updated_at=now_ms)
+    value["payload"]["source"].update(ts_ms=now_ms)
+    value["payload"]["ts_ms"] = now_ms
+    key["payload"]["id"] = post_id
+    if not wrapped:
+        value, key = value["payload"], key["payload"]
+    pipeline.producer.produce(f"{PREFIX}.{DATABASE}.posts", key=orjson.dumps(key), value=orjson.dumps(value))
+    pipeline.producer.flush(10)
+    indexed = wait_for(lambda: pipeline.indexed_post(post_id), timeout=15, what="the Debezium event's post")
+    assert indexed["title"] == title
+    assert indexed["account_id"] == account
+    assert indexed["published_at"] == now_ms
