@@ -161,6 +161,15 @@ class SourcePosition(_Model):
     gtid: str | None = None
     snapshot: bool = False
 
+    def order_key(self) -> list[int]:
+        """Binlog order on one server: (file number, position, row in event).
+
+        Snapshot rows carry the snapshot's position, so anything streamed after the snapshot
+        sorts after them. Stored on each point so an older event never overwrites a newer one.
+        """
+        suffix = self.file.rsplit(".", 1)[-1]
+        return [int(suffix) if suffix.isdigit() else 0, self.pos, self.row]
+
     @classmethod
     def of(cls, source: DebeziumSource) -> SourcePosition:
         return cls(

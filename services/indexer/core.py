@@ -43,6 +43,7 @@ def post_payload(event: EmbeddedPostUpsert) -> dict:
         "model_id": event.model_id,
         "source_ts_ms": event.position.ts_ms,
         "source_gtid": event.position.gtid,
+        "source_version": event.position.order_key(),
     }
 
 
@@ -79,8 +80,13 @@ class PostIndexer:
         store.ensure_collection(collection, dim)
 
     def apply(self, events: Sequence[IndexEvent]) -> None:
-        """Write the batch; returns only when the store has it (callers commit offsets after)."""
+        """Write the batch; returns only when the store has it (callers commit offsets after).
+
+        Redelivery and replays can bring an older version of a post after a newer one: each point
+        keeps its source version, and a write older than what is stored is dropped.
+        """
         for step in plan_writes(events):
+            self._drop_stale(step, events)
             if step.upserts:
                 self.store.upsert(self.collection, list(step.upserts.values()))
                 INDEX_OPERATIONS.labels(op="upsert").inc(len(step.upserts))
@@ -94,3 +100,24 @@ class PostIndexer:
         for event in events:
             if isinstance(event, EmbeddedPostUpsert) and not event.position.snapshot:
                 FRESHNESS_SECONDS.observe(max(0.0, now_ms - event.position.ts_ms) / 1000)
+
+    def _drop_stale(self, step: WriteStep, events: Sequence[IndexEvent]) -> None:
+        ids = [*step.upserts, *step.deletes]
+        if not ids:
+            return
+        stored = {p.id: p.payload.get("source_version") for p in self.store.retrieve(self.collection, ids)}
+        incoming = _delete_versions(events)
+        for pid in [pid for pid in step.upserts if _older(step.upserts[pid].payload["source_version"], stored.get(pid))]:
+            del step.upserts[pid]
+            INDEX_OPERATIONS.labels(op="stale_skipped").inc()
+        for pid in [pid for pid in step.deletes if _older(incoming.get(pid), stored.get(pid))]:
+            step.deletes.discard(pid)
+            INDEX_OPERATIONS.labels(op="stale_skipped").inc()
+
+
+def _older(incoming: list[int] | None, stored: list[int] | None) -> bool:
+    return incoming is not None and stored is not None and list(incoming) < list(stored)
+
+
+def _delete_versions(events: Sequence[IndexEvent]) -> dict[str, list[int]]:
+    return {post_point_id(e.post_id): e.position.order_key() for e in events if isinstance(e, PostDelete)}

@@ -1,0 +1,58 @@
+"""Out-of-order and duplicate delivery against the real edge engine: newest source version wins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.indexer.core import PostIndexer, post_point_id
+from shared.events import AccountFields, EmbeddedPostUpsert, PostDelete, PostRecord, PostUpsert, SourcePosition
+from shared.vectorstore import EdgeVectorStore
+
+
+def at(pos: int, file: str = "mariadb-bin.000002") -> SourcePosition:
+    return SourcePosition(ts_ms=1, file=file, pos=pos)
+
+
+def upsert(post_id: int, title: str, position: SourcePosition) -> EmbeddedPostUpsert:
+    post = PostRecord(id=post_id, account_id=1, platform="x", title=title, published_at=1)
+    vector = np.random.default_rng(post_id).standard_normal(384).astype("float32")
+    return EmbeddedPostUpsert.build(PostUpsert(post=post, account=AccountFields(handle="h"), position=position),
+                                    "m", vector / np.linalg.norm(vector))
+
+
+@pytest.fixture
+def indexer(tmp_path):
+    store = EdgeVectorStore(tmp_path / "edge")
+    yield PostIndexer(store, "posts", 384)
+    store.close()
+
+
+def title_of(indexer: PostIndexer, post_id: int) -> str | None:
+    found = indexer.store.retrieve("posts", [post_point_id(post_id)])
+    return found[0].payload["title"] if found else None
+
+
+def test_an_older_upsert_never_overwrites_a_newer_one(indexer):
+    indexer.apply([upsert(1, "new", at(500))])
+    indexer.apply([upsert(1, "old", at(400))])
+    assert title_of(indexer, 1) == "new"
+    indexer.apply([upsert(1, "older file", at(900, file="mariadb-bin.000001"))])
+    assert title_of(indexer, 1) == "new"
+    indexer.apply([upsert(1, "newest", at(10, file="mariadb-bin.000003"))])
+    assert title_of(indexer, 1) == "newest"
+
+
+def test_duplicate_delivery_is_idempotent(indexer):
+    event = upsert(2, "same", at(100))
+    for _ in range(3):
+        indexer.apply([event, event])
+    assert indexer.store.count("posts") == 1 and title_of(indexer, 2) == "same"
+
+
+def test_a_stale_delete_does_not_remove_a_newer_post(indexer):
+    indexer.apply([upsert(3, "kept", at(700))])
+    indexer.apply([PostDelete(post_id=3, account_id=1, position=at(600))])
+    assert title_of(indexer, 3) == "kept"
+    indexer.apply([PostDelete(post_id=3, account_id=1, position=at(800))])
+    assert title_of(indexer, 3) is None
