@@ -50,6 +50,10 @@ class StackConfig:
     def log_dir(self) -> Path:
         return self.root / "logs"
 
+    def ops_port(self, service: str) -> int:
+        """Health and metrics port of a worker: the API port + 1, 2, 3 (8001-8003 for make dev)."""
+        return 0 if service == "query" else self.query_port + 1 + list(SERVICES).index(service)
+
     def service_env(self) -> dict[str, str]:
         env = {
             "MARIADB_HOST": "127.0.0.1",
@@ -97,7 +101,8 @@ class LocalStack:
 
     def start_service(self, name: str, *, wait: bool = True, timeout: float = 120) -> ManagedProcess:
         module, ready_marker = SERVICES[name]
-        process = python_module(name, module, self.config.log_dir, self.config.service_env())
+        env = {**self.config.service_env(), "METRICS_PORT": str(self.config.ops_port(name))}
+        process = python_module(name, module, self.config.log_dir, env)
         start_offset = process.log_path.stat().st_size if process.log_path.exists() else 0
         self.services[name] = process.start()
         if wait:

@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from shared.config import KafkaSettings, dlq_topic
+from shared.health import Heartbeat
 from shared.logging import get_logger
 from shared.metrics import DLQ_MESSAGES, LAST_BATCH_TS, MESSAGES_CONSUMED, MESSAGES_PRODUCED
 from shared.retry import backoff_delay
@@ -160,6 +161,7 @@ class BatchLoop:
         topics: Sequence[str],
         handle_batch: BatchHandler,
         stop: threading.Event | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -168,6 +170,7 @@ class BatchLoop:
         self.topics = list(topics)
         self.handle_batch = handle_batch
         self.stop = stop or threading.Event()
+        self.heartbeat = heartbeat or Heartbeat()
 
     def run(self) -> None:
         self.consumer.subscribe(self.topics)
@@ -175,6 +178,7 @@ class BatchLoop:
         failures = 0
         try:
             while not self.stop.is_set():
+                self.heartbeat.beat()
                 try:
                     self.run_once()
                     failures = 0

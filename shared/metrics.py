@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_CONSUMED = Counter("pipeline_messages_consumed_total", "Messages read", ["service", "topic"])
 MESSAGES_PRODUCED = Counter("pipeline_messages_produced_total", "Messages written", ["topic"])
@@ -21,8 +21,3 @@ FRESHNESS_SECONDS = Histogram(
 )
 LAST_BATCH_TS = Gauge("pipeline_last_batch_timestamp_seconds", "When a service last processed a batch", ["service"])
 
-
-def serve_metrics(port: int) -> None:
-    """Expose /metrics on ``port`` for worker services (the query API serves its own)."""
-    if port:
-        start_http_server(port)

@@ -37,6 +37,7 @@ from services.cdc.core import (
     parse_snapshot_signal,
 )
 from shared.config import KafkaSettings, MariaDBSettings
+from shared.health import Heartbeat
 from shared.kafka import DeliveryTracker
 from shared.logging import get_logger
 from shared.metrics import CDC_EVENTS
@@ -84,6 +85,7 @@ class ChangeCapture:
         server_id: int,
         flush_interval_s: float = 0.2,
         stop: threading.Event | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.mariadb = mariadb
         self.kafka = kafka
@@ -94,6 +96,7 @@ class ChangeCapture:
         self.server_id = server_id
         self.flush_interval_s = flush_interval_s
         self.stop = stop or threading.Event()
+        self.heartbeat = heartbeat or Heartbeat()
         self.delivery = DeliveryTracker()
 
     # --- output ----------------------------------------------------------------------------
@@ -242,6 +245,7 @@ class ChangeCapture:
                 elif not isinstance(event, HeartbeatLogEvent):
                     self._emit_rows_event(event, BinlogPosition(reader.log_file, event.packet.log_pos, gtid))
                 if time.monotonic() - last_flush >= self.flush_interval_s:
+                    self.heartbeat.beat()
                     saved = self._checkpoint(committed, saved)
                     self._serve_signals(committed)
                     last_flush = time.monotonic()

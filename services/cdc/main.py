@@ -8,17 +8,17 @@ State:   CDC_STATE_DIR/checkpoint.json (binlog file/pos/gtid of the last flushed
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 
+import pymysql
+from confluent_kafka.admin import AdminClient
 from pydantic import Field
 
 from services.cdc.capture import ChangeCapture, Checkpoint
 from shared.config import PROJECT_ROOT, KafkaSettings, MariaDBSettings, ServiceSettings
+from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.logging import configure_logging, get_logger
-from shared.metrics import serve_metrics
 
 TABLES = ("accounts", "posts")  # accounts first: a snapshot lets viability know accounts early
 
@@ -32,7 +32,6 @@ def main() -> None:
     settings, kafka, mariadb = CdcSettings(), KafkaSettings(), MariaDBSettings()
     configure_logging(settings.log_level, service="cdc")
     log = get_logger("cdc")
-    serve_metrics(settings.metrics_port)
     topics = [kafka.source_topic(t) for t in TABLES]
     checkpoint = Checkpoint(settings.cdc_state_dir / "checkpoint.json")
     if checkpoint.load() and not _topics_exist(kafka, topics):
@@ -42,20 +41,26 @@ def main() -> None:
     ensure_topics(kafka, [*topics, kafka.signal_topic])
     signals = make_consumer(kafka, group_id=f"{kafka.topic_prefix}-cdc-signals")
     signals.subscribe([kafka.signal_topic])
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    heartbeat, stop = Heartbeat(), shutdown_event()
+    HealthServer(settings.metrics_port, heartbeat, {
+        "kafka": kafka_reachable(kafka.kafka_bootstrap_servers), "mariadb": lambda: _mariadb_answers(mariadb),
+    }).start()
     capture = ChangeCapture(mariadb=mariadb, kafka=kafka, producer=make_producer(kafka), signals=signals,
-                            checkpoint=checkpoint, tables=TABLES, server_id=settings.cdc_server_id, stop=stop)
+                            checkpoint=checkpoint, tables=TABLES, server_id=settings.cdc_server_id, stop=stop,
+                            heartbeat=heartbeat)
     try:
         capture.run()
     finally:
         signals.close()
+        log.info("stopped")
+
+
+def _mariadb_answers(mariadb: MariaDBSettings) -> bool:
+    pymysql.connect(**mariadb.connect_kwargs(), connect_timeout=2).close()
+    return True
 
 
 def _topics_exist(kafka: KafkaSettings, topics: list[str]) -> bool:
-    from confluent_kafka.admin import AdminClient
-
     existing = AdminClient({"bootstrap.servers": kafka.kafka_bootstrap_servers}).list_topics(timeout=10).topics
     return all(t in existing for t in topics)
 

@@ -8,9 +8,6 @@ Cache:   Redis emb:<model id>:<sha256 of text> → float32 bytes
 
 from __future__ import annotations
 
-import signal
-import threading
-
 from confluent_kafka import Message
 
 from services.embedder.core import PostEmbedding
@@ -18,9 +15,10 @@ from shared.cache import EmbeddingCache, connect_redis
 from shared.config import KafkaSettings, ModelSettings, RedisSettings, ServiceSettings, dlq_topic
 from shared.embedding import load_text_embedder
 from shared.events import MalformedEvent, account_key, encode, parse_pipeline_event
+from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.kafka import BatchLoop, BatchResult, DeadLetter, OutboundMessage, ensure_topics, make_consumer, make_producer
 from shared.logging import configure_logging, get_logger
-from shared.metrics import STAGE_SECONDS, serve_metrics
+from shared.metrics import STAGE_SECONDS
 
 
 class EmbedderService:
@@ -50,19 +48,20 @@ class EmbedderService:
 def main() -> None:
     settings, kafka, model, redis_settings = ServiceSettings(), KafkaSettings(), ModelSettings(), RedisSettings()
     configure_logging(settings.log_level, service="embedder")
-    serve_metrics(settings.metrics_port)
     embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
                                   intra_op_threads=model.embedding_threads)
     get_logger("embedder").info("model loaded", model_id=embedder.model_id)
-    cache = EmbeddingCache(connect_redis(redis_settings.redis_url), embedder.model_id)
+    redis_client = connect_redis(redis_settings.redis_url)
+    cache = EmbeddingCache(redis_client, embedder.model_id)
     service = EmbedderService(kafka, PostEmbedding(embedder, cache))
     source = kafka.viable_posts_topic
     ensure_topics(kafka, [source, kafka.embedded_posts_topic, dlq_topic(source)])
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    heartbeat, stop = Heartbeat(), shutdown_event()
+    # Redis is a cache here: the embedder keeps working without it, so it is not a readiness check.
+    HealthServer(settings.metrics_port, heartbeat, {"kafka": kafka_reachable(kafka.kafka_bootstrap_servers)}).start()
     BatchLoop(service="embedder", settings=kafka, consumer=make_consumer(kafka, f"{kafka.topic_prefix}-embedder"),
-              producer=make_producer(kafka), topics=[source], handle_batch=service.handle_batch, stop=stop).run()
+              producer=make_producer(kafka), topics=[source], handle_batch=service.handle_batch, stop=stop,
+              heartbeat=heartbeat).run()
 
 
 if __name__ == "__main__":

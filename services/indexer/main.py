@@ -11,7 +11,6 @@ in a thread (QUERY_RUN_INDEXER=true) instead of as its own process.
 
 from __future__ import annotations
 
-import signal
 import threading
 
 from confluent_kafka import Message
@@ -19,9 +18,10 @@ from confluent_kafka import Message
 from services.indexer.core import PostIndexer
 from shared.config import KafkaSettings, ServiceSettings, VectorStoreSettings, dlq_topic
 from shared.events import MalformedEvent, parse_pipeline_event
+from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.kafka import BatchLoop, BatchResult, DeadLetter, ensure_topics, make_consumer, make_producer
 from shared.logging import configure_logging
-from shared.metrics import STAGE_SECONDS, serve_metrics
+from shared.metrics import STAGE_SECONDS
 from shared.vectorstore import VectorStore, open_vector_store
 
 EMBEDDING_DIM = 384
@@ -53,24 +53,27 @@ def open_store(settings: VectorStoreSettings) -> VectorStore:
                              url=settings.qdrant_url, api_key=settings.qdrant_api_key)
 
 
-def indexer_loop(kafka: KafkaSettings, store: VectorStore, collection: str, stop: threading.Event) -> BatchLoop:
+def indexer_loop(kafka: KafkaSettings, store: VectorStore, collection: str, stop: threading.Event,
+                 heartbeat: Heartbeat | None = None) -> BatchLoop:
     source = kafka.embedded_posts_topic
     ensure_topics(kafka, [source, dlq_topic(source)])
     service = IndexerService(PostIndexer(store, collection, EMBEDDING_DIM))
     return BatchLoop(service="indexer", settings=kafka, consumer=make_consumer(kafka, f"{kafka.topic_prefix}-indexer"),
-                     producer=make_producer(kafka), topics=[source], handle_batch=service.handle_batch, stop=stop)
+                     producer=make_producer(kafka), topics=[source], handle_batch=service.handle_batch, stop=stop,
+                     heartbeat=heartbeat)
 
 
 def main() -> None:
     settings, kafka, store_settings = ServiceSettings(), KafkaSettings(), VectorStoreSettings()
     configure_logging(settings.log_level, service="indexer")
-    serve_metrics(settings.metrics_port)
     store = open_store(store_settings)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    heartbeat, stop = Heartbeat(), shutdown_event()
+    HealthServer(settings.metrics_port, heartbeat, {
+        "kafka": kafka_reachable(kafka.kafka_bootstrap_servers),
+        "vector_store": lambda: store.count(store_settings.posts_collection) >= 0,
+    }).start()
     try:
-        indexer_loop(kafka, store, store_settings.posts_collection, stop).run()
+        indexer_loop(kafka, store, store_settings.posts_collection, stop, heartbeat).run()
     finally:
         store.close()
 

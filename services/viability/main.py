@@ -9,8 +9,6 @@ State:   Redis (accounts, post index per account, viable set)
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 
 from confluent_kafka import Message
@@ -27,9 +25,10 @@ from shared.events import (
     incremental_snapshot_signal,
     parse_change_event,
 )
+from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
 from shared.kafka import BatchLoop, BatchResult, DeadLetter, OutboundMessage, ensure_topics, make_consumer, make_producer
 from shared.logging import configure_logging
-from shared.metrics import VIABILITY_DECISIONS, serve_metrics
+from shared.metrics import VIABILITY_DECISIONS
 
 
 class ViabilitySettings(ServiceSettings):
@@ -89,16 +88,18 @@ class ViabilityService:
 def main() -> None:
     settings, kafka, redis_settings = ViabilitySettings(), KafkaSettings(), RedisSettings()
     configure_logging(settings.log_level, service="viability")
-    serve_metrics(settings.metrics_port)
     inputs = [kafka.accounts_topic, kafka.posts_topic]
     ensure_topics(kafka, [*inputs, kafka.viable_posts_topic, kafka.signal_topic, *map(dlq_topic, inputs)])
-    state = RedisViabilityState(connect_redis(redis_settings.redis_url), namespace=kafka.topic_prefix)
+    redis_client = connect_redis(redis_settings.redis_url)
+    state = RedisViabilityState(redis_client, namespace=kafka.topic_prefix)
     service = ViabilityService(kafka, ViabilityFilter(state, settings.rules()))
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    heartbeat, stop = Heartbeat(), shutdown_event()
+    HealthServer(settings.metrics_port, heartbeat, {
+        "kafka": kafka_reachable(kafka.kafka_bootstrap_servers), "redis": redis_reachable(redis_client),
+    }).start()
     BatchLoop(service="viability", settings=kafka, consumer=make_consumer(kafka, f"{kafka.topic_prefix}-viability"),
-              producer=make_producer(kafka), topics=inputs, handle_batch=service.handle_batch, stop=stop).run()
+              producer=make_producer(kafka), topics=inputs, handle_batch=service.handle_batch, stop=stop,
+              heartbeat=heartbeat).run()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,37 @@
+import socket
+import urllib.error
+import urllib.request
+
+import orjson
+
+from shared.health import Heartbeat, HealthServer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_readiness_names_failing_dependencies_and_liveness_follows_the_heartbeat():
+    port, heartbeat = free_port(), Heartbeat(stale_after_s=60)
+    server = HealthServer(port, heartbeat, {"kafka": lambda: True, "redis": lambda: 1 / 0})
+    server.start()
+    try:
+        status, body = get(port, "/readyz")
+        assert status == 503 and orjson.loads(body) == {"kafka": True, "redis": False}
+        assert get(port, "/healthz")[0] == 200
+        heartbeat.last -= 120  # the loop has not turned for two minutes
+        assert get(port, "/healthz")[0] == 503
+        status, body = get(port, "/metrics")
+        assert status == 200 and b"pipeline_messages_consumed_total" in body
+    finally:
+        server.stop()
