@@ -191,8 +191,9 @@ def start_redis(port: int, data_dir: Path, log_dir: Path) -> ManagedProcess:
     if binary is None:
         raise StartupError("redis-server not found: run `make setup` (apt-get install redis-server)")
     data_dir.mkdir(parents=True, exist_ok=True)
+    # Append-only file: viability state lives here and must survive a Redis restart.
     args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir.resolve()),
-            "--save", "", "--appendonly", "no", "--protected-mode", "no"]
+            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "no"]
     process = ManagedProcess("redis", args, log_dir / "redis.log").start()
     wait_until(lambda: port_open("127.0.0.1", port) or not process.alive, timeout=15, what=f"Redis on :{port}")
     if not process.alive:

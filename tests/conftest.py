@@ -35,6 +35,11 @@ def wait_for(check: Callable[[], object], *, timeout: float, interval: float = 0
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
 
 
+def api_headers(stack) -> dict[str, str]:
+    """Headers an end-to-end test sends to the query API of ``stack``."""
+    return {}
+
+
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory):
     """MariaDB (binlog on), the broker and a private Redis; no pipeline services."""
