@@ -16,12 +16,15 @@ import urllib.request
 from pathlib import Path
 
 import pymysql
+import redis
 from pydantic import Field
 
 from demo.seed import seed_database
 from devstack.processes import StartupError, wait_until
 from devstack.stack import SERVICES, LocalStack, StackConfig, elapsed
+from services.query.admin_keys import ensure_dev_key
 from services.query.app import QuerySettings
+from shared.auth import ApiKeyStore
 from shared.config import PROJECT_ROOT, KafkaSettings, MariaDBSettings, ModelSettings, RedisSettings, ServiceSettings
 
 
@@ -51,12 +54,22 @@ def source_is_empty(port: int, database: str) -> bool:
         connection.close()
 
 
-def indexed_points(api_url: str) -> int:
+def indexed_points(api_url: str, api_key: str) -> int:
+    request = urllib.request.Request(f"{api_url}/v1/status", headers={"X-API-Key": api_key})
     try:
-        with urllib.request.urlopen(f"{api_url}/v1/status", timeout=2) as response:
+        with urllib.request.urlopen(request, timeout=2) as response:
             return int(json.load(response)["points"])
     except OSError:
         return 0
+
+
+DEV_KEY_FILE = "dev-api-key"
+
+
+def dev_api_key(config: StackConfig) -> str:
+    """The API enforces keys in dev too: reuse the saved dev key while Redis knows it, else make one."""
+    client = redis.Redis(host="127.0.0.1", port=config.redis_port, socket_connect_timeout=2)
+    return ensure_dev_key(ApiKeyStore(client), config.root / DEV_KEY_FILE)
 
 
 def say(component: str, message: str) -> None:
@@ -77,6 +90,7 @@ def run(scale: str | None) -> None:
         say("broker", f"127.0.0.1:{config.broker_port} (tansu, in-memory) ({elapsed(started)})")
         redis_how = "reused" if stack.redis_reused else "private"
         say("redis", f"127.0.0.1:{config.redis_port} ({redis_how}) ({elapsed(started)})")
+        api_key = dev_api_key(config)
         if source_is_empty(config.mariadb_port, config.database):
             seeded = seed_database(port=config.mariadb_port, database=config.database, scale=scale or "small")
             say("seed", f"{seeded[0]} accounts, {seeded[1]} posts ({elapsed(started)})")
@@ -84,11 +98,13 @@ def run(scale: str | None) -> None:
             stack.start_service(name)
             say(name, ("http://127.0.0.1:%d" % config.query_port if name == "query" else "running")
                 + f" ({elapsed(started)})")
-        wait_until(lambda: indexed_points(stack.api_url) > 0 or stopping.is_set(), timeout=600,
+        wait_until(lambda: indexed_points(stack.api_url, api_key) > 0 or stopping.is_set(), timeout=600,
                    what="the first searchable post")
         say("search", f"first posts searchable after {elapsed(started)}")
-        print(f"\nsearch:  curl -s {stack.api_url}/v1/search/posts -H 'content-type: application/json' "
-              "-d '{\"query\": \"easy vegan dinner recipes\", \"limit\": 5}'")
+        print(f"\napi key: {api_key}   (local dev key, all scopes; saved in {config.root / DEV_KEY_FILE})")
+        print(f"page:    {stack.api_url}/#key={api_key}")
+        print(f"search:  curl -s {stack.api_url}/v1/search/posts -H 'X-API-Key: {api_key}' "
+              "-H 'content-type: application/json' -d '{\"query\": \"easy vegan dinner recipes\", \"limit\": 5}'")
         print(f"docs:    {stack.api_url}/docs      logs: {config.log_dir}      Ctrl-C stops everything\n",
               flush=True)
         supervise(stack, stopping)

@@ -9,6 +9,8 @@ PYTHON=${PYTHON:-python3.11}
 need_apt=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server mariadb-client)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The search page's browser test drives Debian's Chromium through Playwright (no browser download).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -35,9 +35,29 @@ def wait_for(check: Callable[[], object], *, timeout: float, interval: float = 0
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
 
 
+_API_KEYS: dict[int, str] = {}  # Redis port -> key made there
+
+
 def api_headers(stack) -> dict[str, str]:
-    """Headers an end-to-end test sends to the query API of ``stack``."""
-    return {}
+    """Headers an end-to-end test sends to the query API of ``stack``: an unrestricted key with every
+    scope, made by the admin code in the stack's Redis, and made again if Redis lost it (a restart)."""
+    import redis
+
+    from shared.auth import ApiKeyStore, InvalidKey, RateLimit, Scope
+
+    port = stack.config.redis_port
+    store = ApiKeyStore(redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1))
+    try:
+        if port in _API_KEYS:
+            store.authenticate(_API_KEYS[port])
+        else:
+            raise InvalidKey("none yet")
+    except InvalidKey:
+        _API_KEYS[port] = store.create("e2e", list(Scope), RateLimit(requests=1_000_000, per_seconds=60),
+                                       label="end-to-end tests").key
+    except redis.RedisError:
+        pass  # Redis is down: the API answers 503 to any key meanwhile
+    return {"X-API-Key": _API_KEYS.get(port, "")}
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The query API: FastAPI app factory, dependencies wired once at startup.
+"""The query API: settings, the app factory and startup wiring.
 
 Locally (VECTOR_STORE=edge) the edge shard can be owned by one process only, so this process
 also runs the indexer loop in a background thread (QUERY_RUN_INDEXER=true).
@@ -7,98 +7,135 @@ also runs the indexer loop in a background thread (QUERY_RUN_INDEXER=true).
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
 from pydantic import Field
 
-from services.indexer.main import EMBEDDING_DIM, indexer_loop, open_store
-from services.query.core import PostSearch
-from services.query.routes import router
+from services.indexer.main import open_registry, open_store
+from services.indexer.supervisor import IndexerSupervisor
+from services.query.accounts import AccountSearch
+from services.query.api.main import api_router
+from services.query.api.routes.pages import STATIC_DIR
+from services.query.active_collection import ActiveCollection
+from services.query.context import QueryContext
+from services.query.encoding import QueryEncoder
+from services.query.errors import install_error_handlers
+from services.query.posts import PostSearch
+from services.query.status import IN_PROCESS, PipelineStatus
+from shared.auth import ApiKeyStore, RateLimiter
 from shared.cache import EmbeddingCache, connect_redis
 from shared.config import KafkaSettings, ModelSettings, RedisSettings, ServiceSettings, VectorStoreSettings
 from shared.embedding import load_text_embedder
 from shared.logging import configure_logging, get_logger
-from shared.vectorstore import StoreUnavailable, VectorStore
+from shared.sparse import SparseEncoder
+from shared.taxonomy import DEFAULT_TAXONOMY_DIR, TaxonomyCatalog
 
 log = get_logger("query")
+LOCAL_WORKERS = ("cdc", "viability", "embedder")  # devstack order: ops ports are query_port + 1, 2, 3
 
 
 class QuerySettings(ServiceSettings):
     query_host: str = Field("127.0.0.1", description="Address the API listens on.")
     query_port: int = Field(8000, description="Port of the search API.")
     query_run_indexer: bool = Field(True, description="Run the indexer loop in this process (edge store).")
+    accounts_collection: str = Field("accounts", description="Collection of account summaries (when it exists).")
+    taxonomy_dir: Path = Field(DEFAULT_TAXONOMY_DIR, description="Directory of taxonomy YAML files.")
+    query_max_results: int = Field(500, ge=10, le=5000, description="Results a query can page through; "
+                                   "hybrid search fuses this many candidates of each kind.")
+    account_candidates: int = Field(200, ge=10, le=2000, description="Post hits grouped into accounts when "
+                                    "there are no account summaries.")
+    status_metrics_urls: str = Field("local", description="name=url,... of the workers' /metrics for the status "
+                                     "page; 'local' = the make dev ports (QUERY_PORT + 1, 2, 3).")
+    status_freshness_window_s: int = Field(900, ge=10, description="Window of the freshness percentiles.")
+
+    def metrics_urls(self) -> dict[str, str]:
+        urls = {"indexer": IN_PROCESS} if self.query_run_indexer else {}
+        if self.status_metrics_urls.strip() == "local":
+            return {**urls, **{name: f"http://127.0.0.1:{self.query_port + 1 + i}/metrics"
+                               for i, name in enumerate(LOCAL_WORKERS)}}
+        pairs = (item.split("=", 1) for item in self.status_metrics_urls.split(",") if "=" in item)
+        return {**urls, **{name.strip(): url.strip() for name, url in pairs}}
 
 
-@dataclass
-class QueryContext:
-    search: PostSearch
-    store: VectorStore
-    collection: str
-    model_id: str
-    indexer: threading.Thread | None = None
-
-
-def build_context(store_settings: VectorStoreSettings) -> QueryContext:
-    model = ModelSettings()
+def build_context(settings: QuerySettings) -> QueryContext:
+    model, store_settings, kafka = ModelSettings(), VectorStoreSettings(), KafkaSettings()
     embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
                                   intra_op_threads=model.embedding_threads)
-    cache = EmbeddingCache(connect_redis(RedisSettings().redis_url), embedder.model_id, name="query")
+    redis_client = connect_redis(RedisSettings().redis_url)
+    encoder = QueryEncoder(embedder, EmbeddingCache(redis_client, embedder.model_id, name="query"), SparseEncoder())
     store = open_store(store_settings)
-    store.ensure_collection(store_settings.posts_collection, EMBEDDING_DIM)
-    search = PostSearch(embedder, cache, store, store_settings.posts_collection)
-    return QueryContext(search, store, store_settings.posts_collection, embedder.model_id)
+    catalog = TaxonomyCatalog.load(settings.taxonomy_dir)
+    posts = ActiveCollection(store, store_settings.posts_collection, open_registry(kafka, store_settings))
+    posts.name()  # opens (and if needed migrates) the active collection before the first request
+    status = PipelineStatus(
+        kafka=kafka, store=store, collection=posts, redis_client=redis_client,
+        embedding_model=embedder.model_id, metrics_urls=settings.metrics_urls(),
+        freshness_window_s=settings.status_freshness_window_s,
+    )
+    return QueryContext(
+        store=store, posts_collection=posts, accounts_collection=settings.accounts_collection,
+        redis=redis_client, keys=ApiKeyStore(redis_client), limiter=RateLimiter(redis_client), catalog=catalog,
+        posts=PostSearch(encoder, catalog, settings.query_max_results),
+        accounts=AccountSearch(encoder, catalog, settings.account_candidates),
+        status=status, model_id=embedder.model_id,
+    )
 
 
 def start_indexer(context: QueryContext, stop: threading.Event) -> threading.Thread:
-    loop = indexer_loop(KafkaSettings(), context.store, context.collection, stop)
-    thread = threading.Thread(target=loop.run, name="indexer", daemon=True)
+    """One indexer loop per registered index version (the live one, and any replay being built)."""
+    thread = threading.Thread(target=run_indexers, args=(context, stop), name="indexer-supervisor", daemon=True)
     thread.start()
     return thread
 
 
-def create_app(settings: QuerySettings | None = None) -> FastAPI:
+def run_indexers(context: QueryContext, stop: threading.Event) -> None:
+    """The supervisor fails when Redis (its registry) does; a standalone indexer would then be restarted
+    by Kubernetes, so here it is restarted in place. Offsets were committed only after writes, so the
+    restarted loops resume where the store is."""
+    while not stop.is_set():
+        try:
+            # open_registry registers the live version again if Redis came back empty.
+            registry = open_registry(KafkaSettings(), VectorStoreSettings())
+            IndexerSupervisor(KafkaSettings(), context.store, registry, stop=stop).run()
+        except Exception as exc:  # noqa: BLE001 (any failure: log it and start again)
+            log.warning("indexer supervisor failed, restarting in 2 s", error=repr(exc))
+            stop.wait(2)
+
+
+def create_app(settings: QuerySettings | None = None, context: QueryContext | None = None) -> FastAPI:
+    """context: an already built one (tests); its store then stays open after shutdown."""
     settings = settings or QuerySettings()
     configure_logging(settings.log_level, service="query")
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        context = build_context(VectorStoreSettings())
-        stop = threading.Event()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if context is not None:
+            app.state.context = context
+            yield
+            return
+        built, stop = build_context(settings), threading.Event()
         if settings.query_run_indexer:
-            context.indexer = start_indexer(context, stop)
-        app.state.context = context
-        log.info("ready", model_id=context.model_id, indexer=settings.query_run_indexer)
+            built.indexer = start_indexer(built, stop)
+        app.state.context = built
+        log.info("ready", model_id=built.model_id, indexer=settings.query_run_indexer)
         yield
         stop.set()
-        if context.indexer:
-            context.indexer.join(timeout=20)
-        context.store.close()
+        if built.indexer:
+            built.indexer.join(timeout=20)
+        built.status.close()
+        built.store.close()
 
-    app = FastAPI(title="influential search API", version="0.1.0", lifespan=lifespan,
-                  responses={503: {"description": "A dependency is down; retry after Retry-After seconds"}})
-    app.include_router(router)
+    app = FastAPI(title="influential search API", version="1.0.0", lifespan=lifespan,
+                  description="Search creators' posts and accounts. Every /v1 route needs an `X-API-Key`.")
+    if context is not None:
+        app.state.context = context  # usable before startup too (ASGI test clients without lifespan)
+    app.include_router(api_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/metrics", make_asgi_app())
-    _install_error_handlers(app)
+    install_error_handlers(app)
     return app
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [{"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()]
-        return JSONResponse(status_code=422, content={"error": "invalid request", "detail": fields})
-
-    @app.exception_handler(StoreUnavailable)
-    async def store_down(_: Request, exc: StoreUnavailable) -> JSONResponse:
-        return JSONResponse(status_code=503, headers={"Retry-After": "5"},
-                            content={"error": "vector store unavailable", "detail": str(exc)})
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", error=repr(exc))
-        return JSONResponse(status_code=500, content={"error": "internal error"})

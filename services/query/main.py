@@ -1,7 +1,10 @@
 """query: the search API (FastAPI on uvicorn).
 
-Serves:  POST /v1/search/posts, GET /v1/posts/{id}, GET /v1/status, GET /healthz, /docs, /metrics
-Reads:   the posts collection; Redis for query-embedding cache
+Serves:  /v1 search API (posts, accounts, taxonomies, feedback, status; X-API-Key), the search page /,
+         the status page /status, GET /healthz, /docs, /metrics
+Reads:   the posts (and, once it exists, accounts) collection; Redis for API keys, rate limits,
+         the query-embedding cache, LLM spend; Kafka offsets and the workers' /metrics for /v1/status
+Writes:  label feedback to the Redis stream feedback:verticals
 Runs:    the indexer loop in-process when QUERY_RUN_INDEXER=true (edge store: one owner per shard)
 """
 

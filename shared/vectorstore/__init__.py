@@ -6,24 +6,32 @@ import os
 from pathlib import Path
 
 from shared.vectorstore.base import (
+    SPARSE_VECTOR_NAME,
+    FacetCount,
     PointRecord,
     ScoredPoint,
     SearchFilter,
+    SparseVector,
     StoreUnavailable,
     VectorStore,
+    VerticalCondition,
     point_id,
 )
 from shared.vectorstore.qdrant_edge import EdgeVectorStore
 from shared.vectorstore.qdrant_server import ServerVectorStore
 
 __all__ = [
+    "SPARSE_VECTOR_NAME",
     "EdgeVectorStore",
+    "FacetCount",
     "PointRecord",
     "ScoredPoint",
     "SearchFilter",
     "ServerVectorStore",
+    "SparseVector",
     "StoreUnavailable",
     "VectorStore",
+    "VerticalCondition",
     "open_vector_store",
     "point_id",
 ]

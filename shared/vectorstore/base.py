@@ -1,7 +1,13 @@
 """The vector store interface shared by the edge (in-process) and server (Qdrant) adapters.
 
 Payload keys the filters and indexes rely on: account_id (int), platform (str),
-published_at (int, epoch milliseconds), views (int), likes (int).
+published_at (int, epoch milliseconds), views (int), likes (int), indexed_at_ms (int, epoch ms),
+model_id (str), verticals (list of {taxonomy, vertical, confidence}) and vertical_labels
+(list of "taxonomy:vertical" strings, for facets).
+
+Collection layout: an unnamed dense vector (cosine) and a sparse vector named SPARSE_VECTOR_NAME
+whose IDF is applied by the engine at query time (modifier IDF), so documents carry term
+frequencies only and a new document never forces the others to be re-encoded.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Never change: every stored point id is derived from it, so a new namespace orphans the whole index.
 _POINT_ID_NAMESPACE = uuid.UUID("b6229d05-db28-418e-9984-37a8bade1155")
@@ -23,7 +29,18 @@ INDEXED_FIELDS: dict[str, str] = {
     "published_at": "integer",
     "views": "integer",
     "likes": "integer",
+    "indexed_at_ms": "integer",  # freshness window and its order_by need a range index
+    "model_id": "keyword",  # facet: which embedding models the index holds (mid-reindex or not)
+    "vertical_labels": "keyword",  # facet: vertical counts per "taxonomy:vertical"
+    "verticals[].taxonomy": "keyword",
+    "verticals[].vertical": "keyword",
+    "verticals[].confidence": "float",
 }
+
+# The sparse (keyword) vector next to the unnamed dense one. Never rename: stored points use it.
+SPARSE_VECTOR_NAME = "text"
+# Reciprocal rank fusion constant: 60 is the value of the original paper and Qdrant's default.
+RRF_K = 60
 
 
 class StoreUnavailable(Exception):
@@ -43,6 +60,24 @@ def canonical_id(value: str) -> str:
     return str(uuid.UUID(value))
 
 
+class SparseVector(BaseModel):
+    """Term weights by hashed term index (see shared.sparse); absent terms weigh zero."""
+
+    model_config = ConfigDict(frozen=True)
+
+    indices: list[int] = Field(default_factory=list)
+    values: list[float] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> SparseVector:
+        if len(self.indices) != len(self.values):
+            raise ValueError(f"{len(self.indices)} indices but {len(self.values)} values")
+        return self
+
+    def is_empty(self) -> bool:
+        return not self.indices
+
+
 class PointRecord(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -50,6 +85,8 @@ class PointRecord(BaseModel):
     # ndarray first, left to right: the default "smart" union would first validate an array as
     # list[float], element by element (~100 us per 384-d vector instead of ~2 us).
     vector: np.ndarray | list[float] = Field(union_mode="left_to_right")
+    # Keyword vector; None leaves the point out of keyword search (it still ranks semantically).
+    sparse: SparseVector | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("id")
@@ -58,11 +95,30 @@ class PointRecord(BaseModel):
         return canonical_id(value)
 
 
+class VerticalCondition(BaseModel):
+    """Posts labelled with any of ``verticals`` in ``taxonomy`` with at least ``min_confidence``.
+
+    One label must satisfy all three at once (a nested condition), so a post labelled "food" at
+    0.3 and "travel" at 0.9 does not match food >= 0.5.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    taxonomy: str = Field(min_length=1)
+    verticals: list[str] = Field(min_length=1)
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0)
+
+
 class SearchFilter(BaseModel):
     """Constraints combined with AND; None means no constraint.
 
     The publication window is half-open, [published_after, published_before), so adjacent
     windows neither overlap nor leave gaps. min_views / min_likes are inclusive.
+
+    tenant_account_id / tenant_platform are the data a client may see at all. They are separate
+    from account_id / platform (what a request asks for) so both apply: a tenant restricted to
+    accounts {1, 2} asking for accounts {2, 3} gets account 2 only, and a request can never
+    widen its tenant's scope.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -74,14 +130,32 @@ class SearchFilter(BaseModel):
     published_before: int | None = None
     min_views: int | None = None
     min_likes: int | None = None
+    verticals: VerticalCondition | None = None
+    tenant_account_id: list[int] | None = Field(None, min_length=1)
+    tenant_platform: list[str] | None = Field(None, min_length=1)
+    ids: list[str] | None = Field(None, min_length=1, description="Only these point ids.")
+    exclude_ids: list[str] | None = Field(None, min_length=1, description="Never these point ids.")
+    indexed_after: int | None = Field(None, description="indexed_at_ms >= this (epoch ms).")
+    has_sparse_vector: bool | None = Field(None, description="True: only points with a keyword vector.")
+
+    @field_validator("ids", "exclude_ids")
+    @classmethod
+    def _uuids(cls, values: list[str] | None) -> list[str] | None:
+        return None if values is None else [canonical_id(v) for v in values]
 
     def is_unconstrained(self) -> bool:
         return not self.model_dump(exclude_none=True)
 
     def matches(self) -> dict[str, list[str] | list[int]]:
-        """Payload key -> accepted values (match any)."""
+        """Payload key -> accepted values (match any), for the request's own constraints."""
         pairs = {"platform": self.platform, "account_id": self.account_id}
         return {key: values for key, values in pairs.items() if values is not None}
+
+    def match_conditions(self) -> list[tuple[str, list[str] | list[int]]]:
+        """Every (payload key, accepted values) condition, tenant scope included; one key may repeat."""
+        pairs = [("platform", self.platform), ("account_id", self.account_id),
+                 ("platform", self.tenant_platform), ("account_id", self.tenant_account_id)]
+        return [(key, values) for key, values in pairs if values is not None]
 
     def ranges(self) -> dict[str, tuple[int | None, int | None]]:
         """Payload key -> (gte, lt) bounds; None is open."""
@@ -89,8 +163,18 @@ class SearchFilter(BaseModel):
             "published_at": (self.published_after, self.published_before),
             "views": (self.min_views, None),
             "likes": (self.min_likes, None),
+            "indexed_at_ms": (self.indexed_after, None),
         }
         return {key: (gte, lt) for key, (gte, lt) in bounds.items() if gte is not None or lt is not None}
+
+    def without(self, *fields: str) -> SearchFilter:
+        """A copy without the request constraints named (facets count as if they were not set)."""
+        return self.model_copy(update={name: None for name in fields})
+
+
+class FacetCount(BaseModel):
+    value: str | int | bool
+    count: int
 
 
 class ScoredPoint(BaseModel):
@@ -122,6 +206,39 @@ class VectorStore(Protocol):
 
     def retrieve(self, name: str, ids: Sequence[str]) -> list[ScoredPoint]:
         """Points in request order with score 0; missing ids are simply absent."""
+
+    def sparse_search(
+        self, name: str, sparse: SparseVector, limit: int, flt: SearchFilter | None = None, offset: int = 0
+    ) -> list[ScoredPoint]:
+        """Keyword search: dot product of the sparse vectors with IDF applied, best first."""
+
+    def hybrid_search(
+        self, name: str, vector: Sequence[float], sparse: SparseVector, limit: int,
+        flt: SearchFilter | None = None, offset: int = 0, depth: int = 100,
+    ) -> list[ScoredPoint]:
+        """Dense and keyword candidates (``depth`` of each, filtered), fused by reciprocal rank.
+
+        Scores are RRF scores. Pages of one query agree with each other as long as ``depth`` is
+        the same for all of them and offset + limit <= depth.
+        """
+
+    def facet(self, name: str, key: str, flt: SearchFilter | None = None, limit: int = 50) -> list[FacetCount]:
+        """Exact counts of the values of payload ``key`` among points matching flt, largest first."""
+
+    def scroll_points(
+        self, name: str, flt: SearchFilter | None = None, limit: int = 100,
+        order_by: str | None = None, descending: bool = True, fields: Sequence[str] | None = None,
+    ) -> list[ScoredPoint]:
+        """Up to ``limit`` matching points (score 0), ordered by an indexed numeric key if given.
+
+        ``fields`` limits the payload to those keys (None: the whole payload).
+        """
+
+    def dense_vectors(self, name: str, ids: Sequence[str]) -> dict[str, list[float]]:
+        """Dense vectors of the points that exist, by canonical id."""
+
+    def collection_exists(self, name: str) -> bool:
+        """True if the collection exists (for the edge store: open here or present on disk)."""
 
     def count(self, name: str, flt: SearchFilter | None = None) -> int:
         """Exact count."""

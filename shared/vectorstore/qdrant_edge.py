@@ -11,6 +11,12 @@ Behaviour of qdrant_edge 0.9 this adapter is built around (checked by experiment
   another process) fails, so indexer and query API must share one process to use the edge store.
 - Engine errors are plain Exception; after close() the shard raises "Shard is not initialized".
 - Vectors: a numpy array is read element by element, slower than one tolist() of the whole batch.
+- Layout: the unnamed dense vector plus a sparse vector (IDF modifier). Loading a shard with a
+  config that names only the dense vector inherits the sparse one; a shard created before the
+  sparse vector existed gets it added in place (create_sparse_vector keeps every point), and its
+  old points have no keyword vector until they are written again (a replay).
+- Hybrid: prefetch + Fusion.Rrf run inside the engine, filters applied in each prefetch.
+- scroll() with order_by returns no next offset: one page only, which is all scroll_points needs.
 """
 
 from __future__ import annotations
@@ -24,22 +30,32 @@ from pathlib import Path
 
 import qdrant_edge as qe
 
+from shared.logging import get_logger
+
 from shared.vectorstore.base import (
     INDEXED_FIELDS,
+    RRF_K,
+    SPARSE_VECTOR_NAME,
+    FacetCount,
     PointRecord,
     ScoredPoint,
     SearchFilter,
+    SparseVector,
     StoreUnavailable,
+    VerticalCondition,
     canonical_id,
     in_request_order,
     query_vector,
     vector_rows,
 )
 
+log = get_logger(__name__)
+
 # Collection names become directory names: keep them to one safe path component.
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCROLL_PAGE = 1024
-_SCHEMA_TYPES = {"integer": qe.PayloadSchemaType.Integer, "keyword": qe.PayloadSchemaType.Keyword}
+_SCHEMA_TYPES = {"integer": qe.PayloadSchemaType.Integer, "keyword": qe.PayloadSchemaType.Keyword,
+                 "float": qe.PayloadSchemaType.Float}
 
 
 @dataclass(frozen=True)
@@ -75,7 +91,7 @@ class EdgeVectorStore:
             return
         collection = self._collection(name)
         rows = vector_rows(points, collection.dim)
-        batch = [qe.Point(p.id, row, p.payload) for p, row in zip(points, rows, strict=True)]
+        batch = [qe.Point(p.id, _point_vectors(row, p.sparse), p.payload) for p, row in zip(points, rows, strict=True)]
         self._write(collection.shard, qe.UpdateOperation.upsert_points(batch))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
@@ -100,6 +116,59 @@ class EdgeVectorStore:
         with _closed_as_unavailable():
             hits = self._collection(name).shard.query(request)
         return [ScoredPoint(id=str(h.id), score=h.score, payload=h.payload or {}) for h in hits]
+
+    def sparse_search(
+        self, name: str, sparse: SparseVector, limit: int, flt: SearchFilter | None = None, offset: int = 0
+    ) -> list[ScoredPoint]:
+        if sparse.is_empty():
+            return []  # no known term: nothing can score above zero
+        request = qe.QueryRequest(limit=limit, offset=offset, query=_sparse_query(sparse),
+                                  filter=_edge_filter(flt), with_payload=True)
+        return self._query(name, request)
+
+    def hybrid_search(
+        self, name: str, vector: Sequence[float], sparse: SparseVector, limit: int,
+        flt: SearchFilter | None = None, offset: int = 0, depth: int = 100,
+    ) -> list[ScoredPoint]:
+        edge_filter = _edge_filter(flt)
+        prefetches = [qe.Prefetch(limit=depth, query=qe.Query.Nearest(query_vector(vector)), filter=edge_filter)]
+        if not sparse.is_empty():
+            prefetches.append(qe.Prefetch(limit=depth, query=_sparse_query(sparse), filter=edge_filter))
+        request = qe.QueryRequest(limit=limit, offset=offset, prefetches=prefetches, query=qe.Fusion.Rrf(k=RRF_K),
+                                  filter=edge_filter, with_payload=True)
+        return self._query(name, request)
+
+    def facet(self, name: str, key: str, flt: SearchFilter | None = None, limit: int = 50) -> list[FacetCount]:
+        request = qe.FacetRequest(key, limit=limit, exact=True, filter=_edge_filter(flt))
+        with _closed_as_unavailable():
+            response = self._collection(name).shard.facet(request)
+        return [FacetCount(value=hit.value, count=hit.count) for hit in response.hits]
+
+    def scroll_points(
+        self, name: str, flt: SearchFilter | None = None, limit: int = 100,
+        order_by: str | None = None, descending: bool = True, fields: Sequence[str] | None = None,
+    ) -> list[ScoredPoint]:
+        direction = qe.Direction.Desc if descending else qe.Direction.Asc
+        request = qe.ScrollRequest(
+            limit=limit, filter=_edge_filter(flt), with_vector=False,
+            with_payload=qe.PayloadSelector.Include(list(fields)) if fields else True,
+            order_by=qe.OrderBy(order_by, direction=direction) if order_by else None,
+        )
+        with _closed_as_unavailable():
+            records, _ = self._collection(name).shard.scroll(request)
+        return [ScoredPoint(id=str(r.id), score=0.0, payload=r.payload or {}) for r in records]
+
+    def dense_vectors(self, name: str, ids: Sequence[str]) -> dict[str, list[float]]:
+        wanted = [canonical_id(i) for i in ids]
+        with _closed_as_unavailable():
+            records = self._collection(name).shard.retrieve(wanted, with_payload=False, with_vector=[""])
+        return {str(r.id): _dense_part(r.vector) for r in records}
+
+    def collection_exists(self, name: str) -> bool:
+        if name in self._collections:
+            return True
+        path = self._shard_dir(name)
+        return path.is_dir() and any(path.iterdir())
 
     def retrieve(self, name: str, ids: Sequence[str]) -> list[ScoredPoint]:
         wanted = [canonical_id(i) for i in ids]
@@ -147,6 +216,11 @@ class EdgeVectorStore:
             for collection in collections.values():
                 collection.shard.close()  # close() flushes
 
+    def _query(self, name: str, request: qe.QueryRequest) -> list[ScoredPoint]:
+        with _closed_as_unavailable():
+            hits = self._collection(name).shard.query(request)
+        return [ScoredPoint(id=str(h.id), score=h.score, payload=h.payload or {}) for h in hits]
+
     def _write(self, shard: qe.EdgeShard, operation: qe.UpdateOperation) -> None:
         with self._write_lock, _closed_as_unavailable():
             shard.update(operation)
@@ -169,18 +243,62 @@ class EdgeVectorStore:
         return self._root / name
 
 
+def _dense_config(dim: int) -> qe.EdgeConfig:
+    return qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
+
+
+def _sparse_params() -> qe.EdgeSparseVectorParams:
+    return qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)
+
+
 def _open_shard(path: Path, dim: int) -> qe.EdgeShard:
-    config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
     if not (path.is_dir() and any(path.iterdir())):
+        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+                               sparse_vectors={SPARSE_VECTOR_NAME: _sparse_params()})
         return qe.EdgeShard.create(str(path), config)
     try:
-        return qe.EdgeShard.load(str(path), config)  # with a config, load() checks it matches
+        # Only the dense vector is named: load() checks it and inherits whatever sparse vectors exist.
+        shard = qe.EdgeShard.load(str(path), _dense_config(dim))
     except Exception as exc:
         if "incompatible" in str(exc).lower():
             raise ValueError(f"{path}: {exc}") from exc
         if "WouldBlock" in str(exc):  # WAL lock: e.g. the previous pod of a rolling restart still runs
             raise StoreUnavailable(f"{path} is open in another process or store") from exc
         raise
+    _add_sparse_vector_if_missing(shard, path)
+    return shard
+
+
+def _add_sparse_vector_if_missing(shard: qe.EdgeShard, path: Path) -> None:
+    """Migrate a dense-only shard (layout before hybrid search) in place; its points keep working."""
+    probe = qe.QueryRequest(limit=1, query=_sparse_query(SparseVector()))
+    try:
+        shard.query(probe)
+        return
+    except Exception as exc:
+        if "not existing vector name" not in str(exc).lower():
+            raise
+    shard.update(qe.UpdateOperation.create_sparse_vector(SPARSE_VECTOR_NAME, modifier=qe.Modifier.Idf))
+    shard.flush()
+    log.warning("added the keyword vector to an existing shard: points written before have none until "
+                "they are indexed again (replay the embedded-posts topic)", vector=SPARSE_VECTOR_NAME, path=str(path))
+
+
+def _point_vectors(dense: list[float], sparse: SparseVector | None) -> list[float] | dict:
+    if sparse is None or sparse.is_empty():
+        return dense  # the unnamed dense vector only: the point just never matches keywords
+    return {"": dense, SPARSE_VECTOR_NAME: qe.SparseVector(sparse.indices, sparse.values)}
+
+
+def _sparse_query(sparse: SparseVector) -> qe.Query:
+    return qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE_VECTOR_NAME)
+
+
+def _dense_part(vector: object) -> list[float]:
+    """retrieve() gives the unnamed vector as a list, or a dict of named vectors with key ""."""
+    if isinstance(vector, dict):
+        vector = vector[""]
+    return list(vector)
 
 
 def _ensure_indexes(shard: qe.EdgeShard) -> None:
@@ -194,12 +312,31 @@ def _ensure_indexes(shard: qe.EdgeShard) -> None:
 def _edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
     if flt is None or flt.is_unconstrained():
         return None
-    must: list[qe.FieldCondition] = [
-        qe.FieldCondition(key, match=qe.MatchAny(values)) for key, values in flt.matches().items()
-    ]
+    must: list = [qe.FieldCondition(key, match=qe.MatchAny(values)) for key, values in flt.match_conditions()]
     # RangeFloat is the only numeric range type; epoch milliseconds are far below 2**53, so exact.
     must += [qe.FieldCondition(key, range=qe.RangeFloat(gte=gte, lt=lt)) for key, (gte, lt) in flt.ranges().items()]
-    return qe.Filter(must=must)
+    if flt.verticals is not None:
+        must.append(_vertical_condition(flt.verticals))
+    if flt.ids is not None:
+        must.append(qe.HasIdCondition(set(flt.ids)))
+    if flt.has_sparse_vector is True:
+        must.append(qe.HasVectorCondition(SPARSE_VECTOR_NAME))
+    must_not: list = []
+    if flt.exclude_ids is not None:
+        must_not.append(qe.HasIdCondition(set(flt.exclude_ids)))
+    if flt.has_sparse_vector is False:
+        must_not.append(qe.HasVectorCondition(SPARSE_VECTOR_NAME))
+    return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _vertical_condition(condition: VerticalCondition) -> qe.NestedCondition:
+    label = [
+        qe.FieldCondition("taxonomy", match=qe.MatchValue(condition.taxonomy)),
+        qe.FieldCondition("vertical", match=qe.MatchAny(condition.verticals)),
+    ]
+    if condition.min_confidence > 0:
+        label.append(qe.FieldCondition("confidence", range=qe.RangeFloat(gte=condition.min_confidence)))
+    return qe.NestedCondition("verticals", qe.Filter(must=label))
 
 
 @contextmanager

@@ -1,4 +1,9 @@
-"""VectorStore on a Qdrant server through qdrant-client (REST): the production path."""
+"""VectorStore on a Qdrant server through qdrant-client (REST): the production path.
+
+Layout: the unnamed dense vector plus the sparse vector SPARSE_VECTOR_NAME with the IDF modifier.
+A collection created before hybrid search gets the sparse vector added in place
+(create_vector_name, Qdrant >= 1.16); its existing points have no keyword vector until re-indexed.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,25 @@ import httpx
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from shared.logging import get_logger
 from shared.vectorstore.base import (
     INDEXED_FIELDS,
+    RRF_K,
+    SPARSE_VECTOR_NAME,
+    FacetCount,
     PointRecord,
     ScoredPoint,
     SearchFilter,
+    SparseVector,
     StoreUnavailable,
+    VerticalCondition,
     canonical_id,
     in_request_order,
     query_vector,
     vector_rows,
 )
+
+log = get_logger(__name__)
 
 _SCROLL_PAGE = 1024
 # Statuses of a server (or its proxy) that is down or overloaded, as opposed to a bad request.
@@ -49,6 +62,8 @@ class ServerVectorStore:
                 self._create_collection(name, dim)
             info = self._client.get_collection(name)
             _check_vectors(name, info, dim)
+            if SPARSE_VECTOR_NAME not in (info.config.params.sparse_vectors or {}):
+                self._add_sparse_vector(name)
             for field, schema in INDEXED_FIELDS.items():
                 if field not in info.payload_schema:
                     self._client.create_payload_index(name, field, models.PayloadSchemaType(schema), wait=True)
@@ -56,9 +71,9 @@ class ServerVectorStore:
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
         if not points:
             return
-        batch = models.Batch(
-            ids=[p.id for p in points], vectors=vector_rows(points), payloads=[p.payload for p in points]
-        )
+        rows = vector_rows(points)
+        batch = [models.PointStruct(id=p.id, vector=_point_vectors(row, p.sparse), payload=p.payload)
+                 for p, row in zip(points, rows, strict=True)]
         with _unavailable_on_connection_errors():
             self._client.upsert(name, points=batch, wait=True)
 
@@ -89,6 +104,62 @@ class ServerVectorStore:
                 with_payload=True,
             )
         return [ScoredPoint(id=str(p.id), score=p.score, payload=p.payload or {}) for p in response.points]
+
+    def sparse_search(
+        self, name: str, sparse: SparseVector, limit: int, flt: SearchFilter | None = None, offset: int = 0
+    ) -> list[ScoredPoint]:
+        if sparse.is_empty():
+            return []  # no known term: nothing can score above zero
+        with _unavailable_on_connection_errors():
+            response = self._client.query_points(
+                name, query=_sparse(sparse), using=SPARSE_VECTOR_NAME, limit=limit, offset=offset,
+                query_filter=to_qdrant_filter(flt), with_payload=True,
+            )
+        return _scored(response.points)
+
+    def hybrid_search(
+        self, name: str, vector: Sequence[float], sparse: SparseVector, limit: int,
+        flt: SearchFilter | None = None, offset: int = 0, depth: int = 100,
+    ) -> list[ScoredPoint]:
+        qdrant_filter = to_qdrant_filter(flt)
+        prefetch = [models.Prefetch(query=query_vector(vector), limit=depth, filter=qdrant_filter)]
+        if not sparse.is_empty():
+            prefetch.append(models.Prefetch(query=_sparse(sparse), using=SPARSE_VECTOR_NAME, limit=depth,
+                                            filter=qdrant_filter))
+        with _unavailable_on_connection_errors():
+            response = self._client.query_points(
+                name, prefetch=prefetch, query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)), limit=limit,
+                offset=offset, query_filter=qdrant_filter, with_payload=True,
+            )
+        return _scored(response.points)
+
+    def facet(self, name: str, key: str, flt: SearchFilter | None = None, limit: int = 50) -> list[FacetCount]:
+        with _unavailable_on_connection_errors():
+            response = self._client.facet(name, key=key, facet_filter=to_qdrant_filter(flt), limit=limit, exact=True)
+        return [FacetCount(value=hit.value, count=hit.count) for hit in response.hits]
+
+    def scroll_points(
+        self, name: str, flt: SearchFilter | None = None, limit: int = 100,
+        order_by: str | None = None, descending: bool = True, fields: Sequence[str] | None = None,
+    ) -> list[ScoredPoint]:
+        direction = models.Direction.DESC if descending else models.Direction.ASC
+        with _unavailable_on_connection_errors():
+            records, _ = self._client.scroll(
+                name, scroll_filter=to_qdrant_filter(flt), limit=limit, with_payload=list(fields) if fields else True,
+                with_vectors=False,
+                order_by=models.OrderBy(key=order_by, direction=direction) if order_by else None,
+            )
+        return [ScoredPoint(id=str(r.id), score=0.0, payload=r.payload or {}) for r in records]
+
+    def dense_vectors(self, name: str, ids: Sequence[str]) -> dict[str, list[float]]:
+        wanted = [canonical_id(i) for i in ids]
+        with _unavailable_on_connection_errors():
+            records = self._client.retrieve(name, ids=wanted, with_payload=False, with_vectors=[""])
+        return {str(r.id): _dense_part(r.vector) for r in records}
+
+    def collection_exists(self, name: str) -> bool:
+        with _unavailable_on_connection_errors():
+            return self._client.collection_exists(name)
 
     def retrieve(self, name: str, ids: Sequence[str]) -> list[ScoredPoint]:
         wanted = [canonical_id(i) for i in ids]
@@ -125,7 +196,8 @@ class ServerVectorStore:
     def _create_collection(self, name: str, dim: int) -> None:
         try:
             self._client.create_collection(
-                name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+                sparse_vectors_config={SPARSE_VECTOR_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             )
         except UnexpectedResponse as exc:
             # Another replica created it between our check and our call: that is the state we wanted.
@@ -133,16 +205,71 @@ class ServerVectorStore:
                 raise
 
 
+    def _add_sparse_vector(self, name: str) -> None:
+        """Migrate a dense-only collection (layout before hybrid search) in place."""
+        config = models.SparseVectorNameConfig(sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF))
+        try:
+            self._client.create_vector_name(name, SPARSE_VECTOR_NAME, config, wait=True)
+        except UnexpectedResponse as exc:
+            raise ValueError(
+                f"collection {name!r} has no keyword vector {SPARSE_VECTOR_NAME!r} and the server could not add it "
+                f"(HTTP {exc.status_code}; Qdrant >= 1.16 can): recreate the collection and replay"
+            ) from exc
+        log.warning("added the keyword vector to an existing collection: points written before have none until "
+                    "they are indexed again (replay the embedded-posts topic)", collection=name)
+
+
+def _point_vectors(dense: list[float], sparse: SparseVector | None) -> list[float] | dict:
+    if sparse is None or sparse.is_empty():
+        return dense
+    return {"": dense, SPARSE_VECTOR_NAME: _sparse(sparse)}
+
+
+def _sparse(sparse: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=sparse.indices, values=sparse.values)
+
+
+def _scored(points: Sequence[models.ScoredPoint]) -> list[ScoredPoint]:
+    return [ScoredPoint(id=str(p.id), score=p.score, payload=p.payload or {}) for p in points]
+
+
+def _dense_part(vector: object) -> list[float]:
+    if isinstance(vector, dict):
+        vector = vector[""]
+    return list(vector)
+
+
 def to_qdrant_filter(flt: SearchFilter | None) -> models.Filter | None:
     if flt is None or flt.is_unconstrained():
         return None
     must: list[models.Condition] = [
-        models.FieldCondition(key=key, match=models.MatchAny(any=values)) for key, values in flt.matches().items()
+        models.FieldCondition(key=key, match=models.MatchAny(any=values)) for key, values in flt.match_conditions()
     ]
     must += [
         models.FieldCondition(key=key, range=models.Range(gte=gte, lt=lt)) for key, (gte, lt) in flt.ranges().items()
     ]
-    return models.Filter(must=must)
+    if flt.verticals is not None:
+        must.append(_vertical_condition(flt.verticals))
+    if flt.ids is not None:
+        must.append(models.HasIdCondition(has_id=list(flt.ids)))
+    if flt.has_sparse_vector is True:
+        must.append(models.HasVectorCondition(has_vector=SPARSE_VECTOR_NAME))
+    must_not: list[models.Condition] = []
+    if flt.exclude_ids is not None:
+        must_not.append(models.HasIdCondition(has_id=list(flt.exclude_ids)))
+    if flt.has_sparse_vector is False:
+        must_not.append(models.HasVectorCondition(has_vector=SPARSE_VECTOR_NAME))
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def _vertical_condition(condition: VerticalCondition) -> models.NestedCondition:
+    label: list[models.Condition] = [
+        models.FieldCondition(key="taxonomy", match=models.MatchValue(value=condition.taxonomy)),
+        models.FieldCondition(key="vertical", match=models.MatchAny(any=condition.verticals)),
+    ]
+    if condition.min_confidence > 0:
+        label.append(models.FieldCondition(key="confidence", range=models.Range(gte=condition.min_confidence)))
+    return models.NestedCondition(nested=models.Nested(key="verticals", filter=models.Filter(must=label)))
 
 
 def _check_vectors(name: str, info: models.CollectionInfo, dim: int) -> None:

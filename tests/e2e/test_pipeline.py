@@ -23,7 +23,7 @@ from demo.generator import generate
 from demo.seed import seed_database
 from devstack.processes import apply_schema
 from devstack.stack import LocalStack
-from tests.conftest import wait_for
+from tests.conftest import api_headers, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ WHERE a.followers >= 10000 AND p.recency <= 20000
 class Pipeline:
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
-        self.http = httpx.Client(base_url=stack.api_url, timeout=10)
+        self.http = httpx.Client(base_url=stack.api_url, timeout=10, headers=api_headers(stack))
         self.producer = Producer({"bootstrap.servers": f"127.0.0.1:{stack.config.broker_port}"})
 
     def sql(self, statement: str, params: tuple = ()) -> list[tuple]:
@@ -234,3 +234,22 @@ def test_real_debezium_events_in_both_json_flavours_are_indexed(pipeline, wrappe
     assert indexed["title"] == title
     assert indexed["account_id"] == account
     assert indexed["published_at"] == now_ms
+
+
+def _status_when_idle(pipeline: Pipeline) -> dict | None:
+    status = pipeline.http.get("/v1/status").json()
+    return status if all(s["lag"] == 0 for s in status["services"] if s["consumer_group"]) else None
+
+
+def test_status_reports_the_running_pipeline(pipeline):
+    """After the tests above: nothing left to do, their dead letters counted, live inserts fresh."""
+    status = wait_for(lambda: _status_when_idle(pipeline), timeout=30, what="zero consumer lag")
+    # The Debezium-fixture posts went straight to Kafka, not MariaDB: the index holds them too.
+    assert status["kafka"]["reachable"] and status["points"] >= len(pipeline.viable_post_ids())
+    by_name = {s["service"]: s for s in status["services"]}
+    assert by_name["viability"]["dlq_messages"] >= 4 and by_name["embedder"]["dlq_messages"] >= 4
+    assert by_name["cdc"]["position"] > 0 and by_name["indexer"]["position"] > 0
+    assert status["freshness"]["samples"] > 0 and 0 <= status["freshness"]["p50_s"] < 30
+    assert status["index"]["keyword_vectors"] == status["points"]
+    embedding = next(c for c in status["caches"] if c["cache"] == "embedding")
+    assert embedding["service"] == "embedder" and embedding["misses"] > 0

@@ -1,0 +1,119 @@
+"""Accounts: search by topic and one account's profile.
+
+Account summaries come from a later service (the summarizer) into an ``accounts`` collection
+(one point per account: dense vector of the summary, payload account_id, platform, handle,
+display_name, followers, summary, verticals). Until it exists, account search is honest about
+what it does instead: it ranks accounts by their best matching posts (source "post_hits").
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from pydantic import ValidationError
+
+from services.query.encoding import QueryEncoder
+from services.query.errors import not_found
+from services.query.index import TenantIndex
+from services.query.models.accounts import (
+    Account,
+    AccountDetail,
+    AccountFilters,
+    AccountHit,
+    AccountSearchRequest,
+    AccountSearchResponse,
+    AccountVertical,
+)
+from services.query.models.posts import PostHit
+from services.query.posts import FACET_LIMIT, to_hits, vertical_condition
+from services.query.timing import StageClock
+from shared.taxonomy import TaxonomyCatalog, split_label_key
+from shared.vectorstore import ScoredPoint, SearchFilter
+
+POSTS_PER_ACCOUNT = 3  # best posts shown per account, and the posts an account's score adds up
+TOP_POSTS = 5  # most viewed posts on an account's page
+
+
+
+def account_of(payload: dict) -> Account | None:
+    try:
+        return Account.model_validate(payload)
+    except ValidationError:
+        return None
+
+
+def account_filter(filters: AccountFilters, catalog: TaxonomyCatalog) -> SearchFilter:
+    verticals = filters.verticals
+    return SearchFilter(platform=filters.platform,
+                        verticals=vertical_condition(verticals, catalog, "body.filters.verticals") if verticals else None)
+
+
+def group_by_account(hits: list[PostHit]) -> list[AccountHit]:
+    """Accounts ranked by the summed scores of their best POSTS_PER_ACCOUNT posts: one great post
+    does not beat several good ones, and a prolific account does not win on volume alone."""
+    by_account: dict[int, list[PostHit]] = defaultdict(list)
+    for hit in hits:  # best first, so each account's list is best first too
+        by_account[hit.post.account_id].append(hit)
+    results = []
+    for posts in by_account.values():
+        first = posts[0].post
+        account = Account(account_id=first.account_id, platform=first.platform, handle=first.handle,
+                          display_name=first.display_name, followers=first.followers)
+        best = posts[:POSTS_PER_ACCOUNT]
+        results.append(AccountHit(account=account, score=sum(h.score for h in best), matching_posts=len(posts),
+                                  top_posts=best))
+    return sorted(results, key=lambda a: a.score, reverse=True)
+
+
+class AccountSearch:
+    def __init__(self, encoder: QueryEncoder, catalog: TaxonomyCatalog, candidates: int) -> None:
+        self.encoder = encoder
+        self.catalog = catalog
+        self.candidates = candidates  # post hits grouped into accounts when there are no summaries
+
+    def search(self, body: AccountSearchRequest, posts: TenantIndex, accounts: TenantIndex | None,
+               clock: StageClock) -> AccountSearchResponse:
+        flt = account_filter(body.filters, self.catalog)
+        with clock.stage("embed"):
+            query = self.encoder.encode(body.query)
+        clock.embedding_cached = query.embedding_cached
+        if accounts is not None:
+            with clock.stage("search"):
+                points = accounts.hybrid(query.dense, query.sparse, body.limit, flt, 0, max(body.limit, 50))
+            hits = [self._summary_hit(p) for p in points]
+            return AccountSearchResponse(source="accounts_collection", results=[h for h in hits if h],
+                                         timings=clock.timings())
+        with clock.stage("search"):
+            points = posts.hybrid(query.dense, query.sparse, self.candidates, flt, 0, self.candidates)
+        with clock.stage("fetch"):
+            ranked = group_by_account(to_hits(points, self.catalog))[: body.limit]
+        return AccountSearchResponse(source="post_hits", results=ranked, timings=clock.timings())
+
+    def detail(self, account_id: int, posts: TenantIndex, accounts: TenantIndex | None,
+               clock: StageClock) -> AccountDetail:
+        flt = SearchFilter(account_id=[account_id])
+        with clock.stage("fetch"):
+            top = posts.top(flt, TOP_POSTS, order_by="views")
+            account = account_of(top[0].payload) if top else None
+            if account is None:
+                raise not_found(f"account {account_id}")
+            post_count = posts.count(flt)
+            labels = posts.facet("vertical_labels", flt, FACET_LIMIT)
+            summary_point = accounts.get("account", account_id) if accounts is not None else None
+        return AccountDetail(
+            account=account, summary=(summary_point.payload.get("summary") if summary_point else None),
+            post_count=post_count, verticals=self._verticals(labels, post_count),
+            top_posts=to_hits(top, self.catalog), timings=clock.timings(),
+        )
+
+    def _verticals(self, labels: list, post_count: int) -> list[AccountVertical]:
+        found = [(split_label_key(str(c.value)), c.count) for c in labels]
+        return [AccountVertical(taxonomy=t, vertical=v, posts=n, share=round(n / post_count, 4))
+                for (t, v), n in found if self.catalog.is_enabled(t, v)]
+
+    def _summary_hit(self, point: ScoredPoint) -> AccountHit | None:
+        account = account_of(point.payload)
+        if account is None:
+            return None
+        return AccountHit(account=account, score=point.score, matching_posts=0,
+                          summary=point.payload.get("summary"), top_posts=[])

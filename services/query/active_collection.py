@@ -1,0 +1,62 @@
+"""Which collection search reads: the one the index registry's alias points at.
+
+A replay builds a new index version next to the live one and switches the alias (one Redis SET,
+shared.index_registry); every request reads the alias, so all API replicas move at once, and
+rollback is instant. Without a registry (tests, a fixed deployment) it is the configured name.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from shared.index_registry import IndexRegistry, IndexVersion
+from shared.logging import get_logger
+from shared.vectorstore import VectorStore
+
+log = get_logger("query.collections")
+EMBEDDING_DIM = 384
+
+
+class ActiveCollection:
+    def __init__(self, store: VectorStore, default: str, registry: IndexRegistry | None = None) -> None:
+        self.store = store
+        self.default = default
+        self.registry = registry
+        self._last = default
+        self._opened: set[str] = set()
+        self._lock = threading.Lock()
+
+    def name(self) -> str:
+        """The active collection, open in this store (an edge shard is opened on first use)."""
+        active = self._read_alias()
+        self._open(active)
+        self._last = active
+        return active
+
+    def version(self, collection: str) -> str | None:
+        """A registered index version by name (open in this store), active or not; None if unknown."""
+        known = {v.collection for v in self.versions()} | {self.default}
+        if collection not in known:
+            return None
+        self._open(collection)
+        return collection
+
+    def _open(self, collection: str) -> None:
+        if collection not in self._opened:
+            with self._lock:
+                self.store.ensure_collection(collection, EMBEDDING_DIM)
+                self._opened.add(collection)
+
+    def versions(self) -> list[IndexVersion]:
+        return sorted(self.registry.versions().values(), key=lambda v: v.version) if self.registry else []
+
+    def _read_alias(self) -> str:
+        if self.registry is None:
+            return self.default
+        try:
+            return self.registry.active() or self.default
+        except redis.RedisError as exc:  # keep serving the last known version; keys fail with 503 anyway
+            log.warning("index registry unreadable, using the last active collection", error=str(exc))
+            return self._last

@@ -1,0 +1,48 @@
+"""The posts index as one tenant sees it: every read carries the tenant's data scope in the store
+filter, so no code path can return another tenant's data by forgetting a check afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from shared.auth import DataScope
+from shared.vectorstore import FacetCount, ScoredPoint, SearchFilter, SparseVector, VectorStore, point_id
+
+
+class TenantIndex:
+    def __init__(self, store: VectorStore, collection: str, scope: DataScope) -> None:
+        self.store = store
+        self.collection = collection
+        self.scope = scope
+
+    def scoped(self, flt: SearchFilter | None = None) -> SearchFilter:
+        return (flt or SearchFilter()).model_copy(update={
+            "tenant_account_id": self.scope.account_ids, "tenant_platform": self.scope.platforms})
+
+    def semantic(self, vector: Sequence[float], limit: int, flt: SearchFilter, offset: int = 0) -> list[ScoredPoint]:
+        return self.store.search(self.collection, vector, limit, self.scoped(flt), offset)
+
+    def keyword(self, sparse: SparseVector, limit: int, flt: SearchFilter, offset: int = 0) -> list[ScoredPoint]:
+        return self.store.sparse_search(self.collection, sparse, limit, self.scoped(flt), offset)
+
+    def hybrid(self, vector: Sequence[float], sparse: SparseVector, limit: int, flt: SearchFilter,
+               offset: int, depth: int) -> list[ScoredPoint]:
+        return self.store.hybrid_search(self.collection, vector, sparse, limit, self.scoped(flt), offset, depth)
+
+    def facet(self, key: str, flt: SearchFilter, limit: int = 50) -> list[FacetCount]:
+        return self.store.facet(self.collection, key, self.scoped(flt), limit)
+
+    def count(self, flt: SearchFilter) -> int:
+        return self.store.count(self.collection, self.scoped(flt))
+
+    def top(self, flt: SearchFilter, limit: int, order_by: str) -> list[ScoredPoint]:
+        return self.store.scroll_points(self.collection, self.scoped(flt), limit, order_by=order_by)
+
+    def get(self, kind: str, source_id: int) -> ScoredPoint | None:
+        """The point for (kind, id) if this tenant may see it: an id lookup inside the tenant filter."""
+        found = self.store.scroll_points(self.collection, self.scoped(SearchFilter(ids=[point_id(kind, source_id)])), 1)
+        return found[0] if found else None
+
+    def dense_vector(self, point: ScoredPoint) -> list[float] | None:
+        """Only for a point already obtained through get(): the tenant check happened there."""
+        return self.store.dense_vectors(self.collection, [point.id]).get(point.id)

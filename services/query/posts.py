@@ -1,0 +1,153 @@
+"""Post search, one post and similar posts: request models in, response models out."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pydantic import ValidationError
+
+from services.query.cursor import decode_cursor, encode_cursor, fingerprint
+from services.query.encoding import EncodedQuery, QueryEncoder, normalise
+from services.query.errors import invalid_field, not_found
+from services.query.index import TenantIndex
+from services.query.models.posts import (
+    Facets,
+    PlatformCount,
+    Post,
+    PostFilters,
+    PostHit,
+    PostSearchRequest,
+    PostSearchResponse,
+    SearchMode,
+    SimilarPostsResponse,
+    VerticalCount,
+    VerticalFilter,
+)
+from services.query.timing import StageClock
+from shared.logging import get_logger
+from shared.taxonomy import TaxonomyCatalog, split_label_key
+from shared.vectorstore import ScoredPoint, SearchFilter, VerticalCondition
+
+log = get_logger("query.posts")
+FACET_LIMIT = 200  # distinct values returned per facet: every platform, every label of a few taxonomies
+
+
+def epoch_ms(moment: datetime | None) -> int | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def vertical_condition(verticals: VerticalFilter, catalog: TaxonomyCatalog, field: str) -> VerticalCondition:
+    """Only known, enabled verticals filter: a switched-off vertical's labels are not trusted."""
+    taxonomy = catalog.get(verticals.taxonomy)
+    if taxonomy is None:
+        raise invalid_field(f"{field}.taxonomy", f"unknown taxonomy {verticals.taxonomy!r} (see GET /v1/taxonomies)")
+    for name in verticals.verticals:
+        found = taxonomy.vertical(name)
+        if found is None:
+            raise invalid_field(f"{field}.verticals", f"{name!r} is not a vertical of taxonomy {taxonomy.name!r}")
+        if not found.enabled:
+            raise invalid_field(f"{field}.verticals", f"{name!r} is switched off in taxonomy {taxonomy.name!r}")
+    return VerticalCondition(taxonomy=taxonomy.name, verticals=list(dict.fromkeys(verticals.verticals)),
+                             min_confidence=verticals.min_confidence)
+
+
+def post_filter(filters: PostFilters, catalog: TaxonomyCatalog) -> SearchFilter:
+    after, before = epoch_ms(filters.published_after), epoch_ms(filters.published_before)
+    if after is not None and before is not None and after >= before:
+        raise invalid_field("body.filters.published_before", "must be later than published_after")
+    return SearchFilter(
+        platform=filters.platform, account_id=filters.account_id, published_after=after, published_before=before,
+        min_views=filters.min_views, min_likes=filters.min_likes,
+        verticals=vertical_condition(filters.verticals, catalog, "body.filters.verticals") if filters.verticals else None,
+    )
+
+
+def to_hit(point: ScoredPoint, catalog: TaxonomyCatalog) -> PostHit | None:
+    """None for a point whose payload is not a post (logged): one odd point must not fail a search."""
+    payload = dict(point.payload)
+    payload["verticals"] = [v for v in payload.get("verticals") or []
+                            if isinstance(v, dict) and catalog.is_enabled(v.get("taxonomy", ""), v.get("vertical", ""))]
+    try:
+        post = Post.model_validate(payload)
+    except ValidationError as exc:
+        log.warning("point payload is not a post", point_id=point.id, error=str(exc))
+        return None
+    return PostHit(id=point.id, post_id=post.post_id, score=point.score, post=post)
+
+
+def to_hits(points: list[ScoredPoint], catalog: TaxonomyCatalog) -> list[PostHit]:
+    return [hit for hit in (to_hit(p, catalog) for p in points) if hit is not None]
+
+
+def rank(index: TenantIndex, mode: SearchMode, query: EncodedQuery, limit: int, flt: SearchFilter, offset: int,
+         depth: int) -> list[ScoredPoint]:
+    if mode == "semantic":
+        return index.semantic(query.dense, limit, flt, offset)
+    if mode == "keyword":
+        return index.keyword(query.sparse, limit, flt, offset)
+    return index.hybrid(query.dense, query.sparse, limit, flt, offset, depth)
+
+
+class PostSearch:
+    def __init__(self, encoder: QueryEncoder, catalog: TaxonomyCatalog, max_results: int) -> None:
+        self.encoder = encoder
+        self.catalog = catalog
+        # Paging depth: hybrid fuses this many candidates of each kind, the same for every page of a
+        # query, so pages never overlap or skip; deeper pages are refused (refine the filters instead).
+        self.max_results = max_results
+
+    def search(self, body: PostSearchRequest, index: TenantIndex, clock: StageClock) -> PostSearchResponse:
+        flt = post_filter(body.filters, self.catalog)
+        query_id = fingerprint(normalise(body.query), body.mode, body.filters.model_dump(mode="json"),
+                               body.index_version)
+        offset = decode_cursor(body.cursor, query_id, self.max_results - 1) if body.cursor else 0
+        with clock.stage("embed"):
+            encoded = self.encoder.encode(body.query, dense=body.mode != "keyword", sparse=body.mode != "semantic")
+        clock.embedding_cached = encoded.embedding_cached
+        page = min(body.limit, self.max_results - offset)
+        with clock.stage("search"):
+            # One more than the page: tells whether a next page exists without counting.
+            points = rank(index, body.mode, encoded, page + 1, flt, offset, self.max_results)
+        with clock.stage("fetch"):
+            hits = to_hits(points[:page], self.catalog)
+            facets = self.facets(index, flt, body.facets) if body.cursor is None and body.facets else None
+        more = len(points) > page and offset + page < self.max_results
+        return PostSearchResponse(mode=body.mode, results=hits, facets=facets, timings=clock.timings(),
+                                  next_cursor=encode_cursor(offset + page, query_id) if more else None)
+
+    def facets(self, index: TenantIndex, flt: SearchFilter, wanted: list[str]) -> Facets:
+        """Each facet ignores its own filter (choosing TikTok must not hide the YouTube count)."""
+        facets = Facets()
+        if "platform" in wanted:
+            counts = index.facet("platform", flt.without("platform"), FACET_LIMIT)
+            facets.platform = [PlatformCount(value=str(c.value), count=c.count) for c in counts]
+        if "vertical" in wanted:
+            counts = index.facet("vertical_labels", flt.without("verticals"), FACET_LIMIT)
+            labels = [(split_label_key(str(c.value)), c.count) for c in counts]
+            facets.vertical = [VerticalCount(taxonomy=t, vertical=v, count=n) for (t, v), n in labels
+                               if self.catalog.is_enabled(t, v)]
+        return facets
+
+    def get(self, post_id: int, index: TenantIndex, clock: StageClock) -> PostHit:
+        with clock.stage("fetch"):
+            point = index.get("post", post_id)
+        hit = to_hit(point, self.catalog) if point else None
+        if hit is None:
+            raise not_found(f"post {post_id}")
+        return hit
+
+    def similar(self, post_id: int, limit: int, index: TenantIndex, clock: StageClock) -> SimilarPostsResponse:
+        with clock.stage("fetch"):
+            point = index.get("post", post_id)
+            vector = index.dense_vector(point) if point else None
+        if vector is None:
+            raise not_found(f"post {post_id}")
+        with clock.stage("search"):
+            points = index.semantic(vector, limit, SearchFilter(exclude_ids=[point.id]))
+        with clock.stage("fetch"):
+            hits = to_hits(points, self.catalog)
+        return SimilarPostsResponse(post_id=post_id, results=hits, timings=clock.timings())
