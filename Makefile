@@ -6,12 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
 SCALE ?= small
 
-.PHONY: help setup dev test test-fast seed schemas up down clean
+.PHONY: help setup dev test test-fast seed replay schemas up down clean bench
 
 help:
 	@echo "make dev        install what is missing, then run the whole stack until Ctrl-C"
 	@echo "make test       run the whole test suite (installs what is missing first)"
 	@echo "make seed SCALE=small|medium|large   reload demo data into the running stack's MariaDB"
+	@echo "make replay ARGS='--stage embed --model int8'   reprocess into a new index version (ARGS=--help)"
 	@echo "make schemas    regenerate schemas/*.json from shared/events.py"
 	@echo "make up / down  the production-like stack in Docker (Kafka, Debezium, Qdrant server)"
 
@@ -33,6 +34,9 @@ test-fast: setup
 seed: setup
 	$(PY) -m demo.seed --scale $(SCALE) --reset
 
+replay: setup
+	$(PY) -m ops.replay $(ARGS)
+
 schemas: setup
 	$(PY) -m shared.schemas --write
 
@@ -44,3 +48,9 @@ down:
 
 clean:
 	rm -rf .dev test-artifacts
+
+# Benchmarks (not part of `make test`): make bench [SCALE=small|medium|large] [ONLY=1,2,3,4,5] [REPEATS=3] [QUICK=1]
+BENCH_SCALE = $(if $(filter file,$(origin SCALE)),medium,$(SCALE))
+bench: setup
+	@$(PY) -c "import matplotlib" 2>/dev/null && test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m bench.run --scale $(BENCH_SCALE) $(if $(ONLY),--only $(ONLY)) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(QUICK),--quick) $(BENCH_ARGS)

@@ -302,6 +302,11 @@ def _session(model_path: Path, intra_op_threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
 
 
+def embedding_model_id(quantize: bool = False) -> str:
+    """The id vectors of this build are cached and indexed under (without loading the model)."""
+    return f"{MODEL_NAME}:onnx-{'int8' if quantize else 'fp32'}:v{BUILDER_VERSION}"
+
+
 def load_text_embedder(cache_dir: str | Path, *, batch_size: int = 32, intra_op_threads: int = 2,
                        quantize: bool = False) -> TextEmbedder:
     """Embedder for all-MiniLM-L6-v2; the ONNX graph is built into cache_dir on first call.
@@ -315,6 +320,6 @@ def load_text_embedder(cache_dir: str | Path, *, batch_size: int = 32, intra_op_
     path = ensure_onnx_model(cache_dir, model_dir, quantize)
     dim = json.loads((model_dir / "config.json").read_text())["hidden_size"]
     precision = "int8" if quantize else "fp32"
-    model_id = f"{MODEL_NAME}:onnx-{precision}:v{BUILDER_VERSION}"
+    model_id = embedding_model_id(quantize)
     return TextEmbedder(_session(path, intra_op_threads), _load_tokenizer(model_dir), model_id,
                         dim, batch_size)

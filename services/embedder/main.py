@@ -8,23 +8,31 @@ Cache:   Redis emb:<model id>:<sha256 of text> → float32 bytes
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Callable
+
 from confluent_kafka import Message
 
 from services.embedder.core import PostEmbedding
 from shared.cache import EmbeddingCache, connect_redis
-from shared.config import KafkaSettings, ModelSettings, RedisSettings, ServiceSettings, dlq_topic
+from shared.config import KafkaSettings, ModelSettings, RedisSettings, ServiceSettings, VectorStoreSettings, dlq_topic
 from shared.embedding import load_text_embedder
 from shared.events import MalformedEvent, account_key, encode, parse_pipeline_event
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
+from shared.index_registry import IndexRegistry, IndexVersion
 from shared.kafka import BatchLoop, BatchResult, DeadLetter, OutboundMessage, ensure_topics, make_consumer, make_producer
 from shared.logging import configure_logging, get_logger
 from shared.metrics import STAGE_SECONDS
 
+log = get_logger("embedder")
+
 
 class EmbedderService:
-    def __init__(self, kafka: KafkaSettings, embedding: PostEmbedding) -> None:
+    def __init__(self, kafka: KafkaSettings, embedding: PostEmbedding, output_topic: str | None = None) -> None:
         self.kafka = kafka
         self.embedding = embedding
+        self.output_topic = output_topic or kafka.embedded_posts_topic
 
     def handle_batch(self, messages: list[Message]) -> BatchResult:
         result, events = BatchResult(), []
@@ -40,28 +48,73 @@ class EmbedderService:
             processed = self.embedding.process(events)
         for event in processed:
             account_id = event.post.account_id if event.kind == "post.embedded" else event.account_id
-            result.outputs.append(OutboundMessage(self.kafka.embedded_posts_topic, account_key(account_id or 0),
-                                                  encode(event)))
+            result.outputs.append(OutboundMessage(self.output_topic, account_key(account_id or 0), encode(event)))
         return result
+
+
+def embedder_loop(kafka: KafkaSettings, embedding: PostEmbedding, *, group: str, output_topic: str,
+                  stop: threading.Event, heartbeat: Heartbeat, source: str | None = None) -> BatchLoop:
+    source = source or kafka.viable_posts_topic
+    ensure_topics(kafka, [source, output_topic, dlq_topic(source)])
+    service = EmbedderService(kafka, embedding, output_topic)
+    return BatchLoop(service="embedder", settings=kafka, consumer=make_consumer(kafka, group),
+                     producer=make_producer(kafka), topics=[source], handle_batch=service.handle_batch, stop=stop,
+                     heartbeat=heartbeat)
+
+
+class ReplayEmbedders:
+    """Extra embedder loops for index versions a replay re-embeds (stage "embed"), each with its own
+    consumer group, output topic and model variant; the live loop is not one of them."""
+
+    def __init__(self, kafka: KafkaSettings, registry: IndexRegistry, embeddings: Callable[[str], PostEmbedding],
+                 stop: threading.Event, heartbeat: Heartbeat) -> None:
+        self.kafka, self.registry, self.embeddings = kafka, registry, embeddings
+        self.stop, self.heartbeat = stop, heartbeat
+        self.loops: dict[str, tuple[threading.Thread, threading.Event]] = {}
+
+    def run(self) -> None:
+        while not self.stop.wait(2):
+            versions = {n: v for n, v in self.registry.versions().items() if v.stage == "embed"}
+            for name, version in versions.items():
+                if name not in self.loops or not self.loops[name][0].is_alive():
+                    self._start(version)
+            for name in [n for n in self.loops if n not in versions]:
+                self.loops.pop(name)[1].set()
+        for _, stop in self.loops.values():
+            stop.set()
+
+    def _start(self, version: IndexVersion) -> None:
+        stop = threading.Event()
+        loop = embedder_loop(self.kafka, self.embeddings(version.model_variant), group=version.embedder_group,
+                             output_topic=version.source_topic, source=version.embed_from_topic, stop=stop,
+                             heartbeat=self.heartbeat)
+        thread = threading.Thread(target=loop.run, name=f"embedder-{version.collection}", daemon=True)
+        thread.start()
+        self.loops[version.collection] = (thread, stop)
+        log.info("re-embedding for a new index version", collection=version.collection,
+                 model_variant=version.model_variant)
 
 
 def main() -> None:
     settings, kafka, model, redis_settings = ServiceSettings(), KafkaSettings(), ModelSettings(), RedisSettings()
     configure_logging(settings.log_level, service="embedder")
-    embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
-                                  intra_op_threads=model.embedding_threads)
-    get_logger("embedder").info("model loaded", model_id=embedder.model_id)
     redis_client = connect_redis(redis_settings.redis_url)
-    cache = EmbeddingCache(redis_client, embedder.model_id)
-    service = EmbedderService(kafka, PostEmbedding(embedder, cache))
-    source = kafka.viable_posts_topic
-    ensure_topics(kafka, [source, kafka.embedded_posts_topic, dlq_topic(source)])
+
+    @functools.cache
+    def embeddings(variant: str) -> PostEmbedding:
+        embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
+                                      intra_op_threads=model.embedding_threads, quantize=variant == "int8")
+        log.info("model loaded", model_id=embedder.model_id)
+        return PostEmbedding(embedder, EmbeddingCache(redis_client, embedder.model_id))
+
     heartbeat, stop = Heartbeat(), shutdown_event()
     # Redis is a cache here: the embedder keeps working without it, so it is not a readiness check.
     HealthServer(settings.metrics_port, heartbeat, {"kafka": kafka_reachable(kafka.kafka_bootstrap_servers)}).start()
-    BatchLoop(service="embedder", settings=kafka, consumer=make_consumer(kafka, f"{kafka.topic_prefix}-embedder"),
-              producer=make_producer(kafka), topics=[source], handle_batch=service.handle_batch, stop=stop,
-              heartbeat=heartbeat).run()
+    registry = IndexRegistry(redis_client, kafka.topic_prefix, alias=VectorStoreSettings().posts_collection)
+    replays = ReplayEmbedders(kafka, registry, embeddings, stop, heartbeat)
+    threading.Thread(target=replays.run, name="replay-embedders", daemon=True).start()
+    embedder_loop(kafka, embeddings("fp32"), group=f"{kafka.topic_prefix}-embedder",
+                  output_topic=kafka.embedded_posts_topic, stop=stop, heartbeat=heartbeat).run()
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 from shared.events import AccountPurge, EmbeddedPostUpsert, PostDelete
 from shared.metrics import FRESHNESS_SECONDS, INDEX_OPERATIONS
+from shared.sparse import SPARSE_MODEL_ID, SparseEncoder
 from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
 
 PAYLOAD_TEXT_CHARS = 4_000  # what a result card shows; the vector already saw the full text
@@ -24,7 +26,7 @@ def post_point_id(post_id: int) -> str:
     return point_id("post", post_id)
 
 
-def post_payload(event: EmbeddedPostUpsert) -> dict:
+def post_payload(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None) -> dict:
     post, account = event.post, event.account
     return {
         "post_id": post.id,
@@ -43,6 +45,11 @@ def post_payload(event: EmbeddedPostUpsert) -> dict:
         "model_id": event.model_id,
         "source_ts_ms": event.position.ts_ms,
         "source_gtid": event.position.gtid,
+        # Commit -> written, measured per point: the query API's status reports freshness from these
+        # two (snapshot reads excluded: their ts_ms is when the snapshot read the row, not a commit).
+        "source_snapshot": event.position.snapshot,
+        "indexed_at_ms": indexed_at_ms if indexed_at_ms is not None else int(time.time() * 1000),
+        "sparse_model_id": SPARSE_MODEL_ID,
         "source_version": event.position.order_key(),
     }
 
@@ -54,7 +61,20 @@ class WriteStep:
     purge_account: int | None = None  # applied after the upserts/deletes of this step
 
 
+def post_point(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None) -> PointRecord:
+    """Dense vector from the embedder, keyword vector of the same text, and the payload."""
+    return PointRecord(id=post_point_id(event.post.id), vector=event.vector(),
+                       sparse=_sparse_encoder().document(event.post.embedding_text()),
+                       payload=post_payload(event, indexed_at_ms))
+
+
+@cache
+def _sparse_encoder() -> SparseEncoder:
+    return SparseEncoder()
+
+
 def plan_writes(events: Sequence[IndexEvent]) -> list[WriteStep]:
+    indexed_at_ms = int(time.time() * 1000)
     steps, current = [], WriteStep()
     for event in events:
         if isinstance(event, AccountPurge):
@@ -68,7 +88,7 @@ def plan_writes(events: Sequence[IndexEvent]) -> list[WriteStep]:
         else:
             pid = post_point_id(event.post.id)
             current.deletes.discard(pid)
-            current.upserts[pid] = PointRecord(id=pid, vector=event.vector(), payload=post_payload(event))
+            current.upserts[pid] = post_point(event, indexed_at_ms)
     steps.append(current)
     return [s for s in steps if s.upserts or s.deletes or s.purge_account is not None]
 

@@ -16,9 +16,11 @@ import threading
 from confluent_kafka import Message
 
 from services.indexer.core import PostIndexer
-from shared.config import KafkaSettings, ServiceSettings, VectorStoreSettings, dlq_topic
+from shared.cache import connect_redis
+from shared.config import KafkaSettings, RedisSettings, ServiceSettings, VectorStoreSettings, dlq_topic
 from shared.events import MalformedEvent, parse_pipeline_event
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
+from shared.index_registry import IndexRegistry
 from shared.kafka import BatchLoop, BatchResult, DeadLetter, ensure_topics, make_consumer, make_producer
 from shared.logging import configure_logging
 from shared.metrics import STAGE_SECONDS
@@ -53,14 +55,27 @@ def open_store(settings: VectorStoreSettings) -> VectorStore:
                              url=settings.qdrant_url, api_key=settings.qdrant_api_key)
 
 
+def live_indexer_group(kafka: KafkaSettings) -> str:
+    return f"{kafka.topic_prefix}-indexer"
+
+
 def indexer_loop(kafka: KafkaSettings, store: VectorStore, collection: str, stop: threading.Event,
-                 heartbeat: Heartbeat | None = None) -> BatchLoop:
-    source = kafka.embedded_posts_topic
+                 heartbeat: Heartbeat | None = None, *, group: str | None = None,
+                 topic: str | None = None) -> BatchLoop:
+    source = topic or kafka.embedded_posts_topic
     ensure_topics(kafka, [source, dlq_topic(source)])
     service = IndexerService(PostIndexer(store, collection, EMBEDDING_DIM))
-    return BatchLoop(service="indexer", settings=kafka, consumer=make_consumer(kafka, f"{kafka.topic_prefix}-indexer"),
-                     producer=make_producer(kafka), topics=[source], handle_batch=service.handle_batch, stop=stop,
-                     heartbeat=heartbeat)
+    consumer = make_consumer(kafka, group or live_indexer_group(kafka))
+    return BatchLoop(service="indexer", settings=kafka, consumer=consumer, producer=make_producer(kafka),
+                     topics=[source], handle_batch=service.handle_batch, stop=stop, heartbeat=heartbeat)
+
+
+def open_registry(kafka: KafkaSettings, store_settings: VectorStoreSettings) -> IndexRegistry:
+    """The registry, with the live pipeline registered as version 1 on first start."""
+    registry = IndexRegistry(connect_redis(RedisSettings().redis_url), kafka.topic_prefix,
+                             alias=store_settings.posts_collection)
+    registry.bootstrap(store_settings.posts_collection, kafka.embedded_posts_topic, live_indexer_group(kafka))
+    return registry
 
 
 def main() -> None:
@@ -72,8 +87,10 @@ def main() -> None:
         "kafka": kafka_reachable(kafka.kafka_bootstrap_servers),
         "vector_store": lambda: store.count(store_settings.posts_collection) >= 0,
     }).start()
+    from services.indexer.supervisor import IndexerSupervisor  # imports this module
+
     try:
-        indexer_loop(kafka, store, store_settings.posts_collection, stop, heartbeat).run()
+        IndexerSupervisor(kafka, store, open_registry(kafka, store_settings), stop=stop, heartbeat=heartbeat).run()
     finally:
         store.close()
 

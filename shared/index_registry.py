@@ -1,0 +1,99 @@
+"""Index versions and the alias that says which one search reads, shared through Redis.
+
+A replay builds a new version (``posts_v2``) next to the live one: the registry tells the
+indexer (and, for a re-embedding replay, the embedder) to run one more consumer loop for it, and
+tells the query service which collection the ``posts`` alias points at. Switching the alias is one
+Redis SET, so every reader moves at once; rollback is the same SET back.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import redis
+from pydantic import BaseModel, Field
+
+Stage = Literal["index", "embed"]  # where a version's own processing starts
+
+
+class IndexVersion(BaseModel):
+    collection: str  # e.g. posts_v2
+    version: int
+    stage: Stage = "index"
+    source_topic: str  # what the version's indexer reads
+    indexer_group: str
+    embed_from_topic: str | None = None  # stage "embed": what its embedder reads...
+    embedder_group: str | None = None  # ...with this consumer group...
+    model_variant: Literal["fp32", "int8"] = "fp32"  # ...and this model
+    created_ms: int = Field(default_factory=lambda: int(time.time() * 1000))
+    points: int = 0  # reported by the indexer that owns the collection
+    points_updated_ms: int = 0
+
+
+class IndexRegistry:
+    def __init__(self, client: redis.Redis, namespace: str, alias: str = "posts") -> None:
+        self.client = client
+        self.alias = alias
+        self._versions_key = f"{namespace}:index:{alias}:versions"
+        self._alias_key = f"{namespace}:index:{alias}:active"
+        self._previous_key = f"{namespace}:index:{alias}:previous"
+        self.live: IndexVersion | None = None  # what bootstrap registered, to restore after a Redis wipe
+
+    # --- versions --------------------------------------------------------------------------
+
+    def versions(self) -> dict[str, IndexVersion]:
+        raw = self.client.hgetall(self._versions_key)
+        return {k.decode(): IndexVersion.model_validate_json(v) for k, v in raw.items()}
+
+    def register(self, version: IndexVersion) -> None:
+        self.client.hset(self._versions_key, version.collection, version.model_dump_json())
+
+    def report_points(self, collection: str, points: int) -> None:
+        version = self.versions().get(collection)
+        if version is not None:
+            updated = version.model_copy(update={"points": points, "points_updated_ms": int(time.time() * 1000)})
+            self.client.hset(self._versions_key, collection, updated.model_dump_json())
+
+    def drop(self, collection: str) -> None:
+        if collection == self.active():
+            raise ValueError(f"{collection} is the active version; switch the alias first")
+        self.client.hdel(self._versions_key, collection)
+
+    def next_version(self) -> int:
+        return max((v.version for v in self.versions().values()), default=0) + 1
+
+    # --- alias -----------------------------------------------------------------------------
+
+    def active(self) -> str | None:
+        raw = self.client.get(self._alias_key)
+        return raw.decode() if raw else None
+
+    def previous(self) -> str | None:
+        raw = self.client.get(self._previous_key)
+        return raw.decode() if raw else None
+
+    def switch(self, collection: str) -> str | None:
+        """Point the alias at ``collection``; returns what it pointed at before."""
+        if collection not in self.versions():
+            raise ValueError(f"unknown index version {collection!r}")
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.get(self._alias_key)
+            pipe.set(self._alias_key, collection)
+            old, _ = pipe.execute()
+        old_name = old.decode() if old else None
+        if old_name and old_name != collection:
+            self.client.set(self._previous_key, old_name)
+        return old_name
+
+    def bootstrap(self, collection: str, source_topic: str, indexer_group: str) -> IndexVersion:
+        """First start: register version 1 (the live pipeline) and point the alias at it."""
+        versions = self.versions()
+        self.live = self.live or IndexVersion(collection=collection, version=1, source_topic=source_topic,
+                                              indexer_group=indexer_group)
+        if not versions:
+            self.register(self.live)
+            versions = self.versions()
+        if self.active() is None:
+            self.client.set(self._alias_key, collection)
+        return versions[self.active() or collection]
