@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import redis
 
+from services.viability.core import AccountView, PostWrite
 from shared.events import AccountRecord
 
 
@@ -15,6 +16,39 @@ class RedisViabilityState:
 
     def _key(self, *parts: object) -> str:
         return ":".join([self.namespace, "viability", *map(str, parts)])
+
+    def apply_and_read(self, account_id: int, post: PostWrite | None, limit: int) -> AccountView:
+        """The post write and every read a decision needs, pipelined in one round trip.
+
+        Commands run in order on the server, so the reads see the write exactly as the
+        call-per-fact path (``core.read_view``) would.
+        """
+        posts_key = self._key("posts", account_id)
+        adding = post is not None and post[1] is not None
+        with self.client.pipeline(transaction=False) as pipe:
+            if post is not None:
+                if adding:
+                    pipe.zadd(posts_key, {str(post[0]): post[1]})
+                else:
+                    pipe.zrem(posts_key, str(post[0]))
+            pipe.get(self._key("account", account_id))
+            pipe.sismember(self._key("viable"), str(account_id))
+            pipe.zcard(posts_key)
+            pipe.zrevrange(posts_key, 0, 0, withscores=True)
+            if adding:
+                pipe.zrevrank(posts_key, str(post[0]))
+                pipe.zrevrange(posts_key, limit, limit)
+            replies = pipe.execute()
+        if post is not None:
+            replies = replies[1:]
+        raw, viable, count, latest = replies[:4]
+        rank = displaced = None
+        if adding:
+            rank = replies[4]
+            if rank is not None and rank < limit and replies[5]:
+                displaced = int(replies[5][0])
+        account = AccountRecord.model_validate_json(raw) if raw else None
+        return AccountView(account, bool(viable), count, int(latest[0][1]) if latest else None, rank, displaced)
 
     def get_account(self, account_id: int) -> AccountRecord | None:
         raw = self.client.get(self._key("account", account_id))
