@@ -25,6 +25,7 @@ COPY demo ./demo
 COPY devstack ./devstack
 COPY ops ./ops
 COPY db ./db
+COPY config ./config
 RUN pip install --no-deps .
 
 # Build the ONNX graph once, at image build time, so no container builds it at start-up.

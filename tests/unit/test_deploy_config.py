@@ -25,7 +25,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from shared.config import PROJECT_ROOT, KafkaSettings, MariaDBSettings
+from shared.config import PROJECT_ROOT, KafkaSettings, MariaDBSettings, dlq_topic
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
@@ -34,6 +34,8 @@ CONNECTOR_FILE = PROJECT_ROOT / "services" / "cdc" / "debezium-mariadb.json"
 K8S_DIR = PROJECT_ROOT / "k8s"
 KUSTOMIZATIONS = {"base": K8S_DIR / "base", "dev": K8S_DIR / "overlays" / "dev",
                   "prod": K8S_DIR / "overlays" / "prod"}
+SERVICE_CONFIG = "influential-config"  # the ConfigMap every service reads (envFrom)
+CAPACITY_DOC = PROJECT_ROOT / "docs" / "capacity.md"
 K8S_VERSION = "1.30.0"  # oldest Kubernetes minor we intend to support
 
 PIPELINE_SERVICES = ("viability", "embedder", "indexer", "query")
@@ -360,6 +362,19 @@ def strategic_merge(target: dict, patch: dict) -> None:
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 
 
+def json6902(target: dict, operations: list[dict]) -> None:
+    """The JSON patch operations our overlays use: add and replace on map paths."""
+    for operation in operations:
+        assert operation["op"] in ("add", "replace"), f"renderer does not know {operation}"
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in operation["path"].split("/")[1:]]
+        node = target
+        for part in parents:
+            node = node[part]
+        if operation["op"] == "replace":
+            assert last in node, f"replace of a missing {operation['path']}"
+        node[last] = operation["value"]
+
+
 def render(directory: Path) -> list[dict]:
     """A tiny `kustomize build`: resources, patches (strategic merge), namespace, labels, images."""
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
@@ -375,11 +390,17 @@ def render(directory: Path) -> list[dict]:
     for patch in kustomization.get("patches", []):
         body = yaml.safe_load(patch["patch"] if "patch" in patch else (directory / patch["path"]).read_text())
         target = patch.get("target") or {"kind": body["kind"], "name": body["metadata"]["name"]}
+        assert set(target) <= {"kind", "name", "labelSelector"}, f"renderer does not know target {target}"
+        selector = dict(term.split("=", 1) for term in target.get("labelSelector", "").split(",") if term)
         matched = [d for d in docs if d["kind"] == target.get("kind", d["kind"])
-                   and d["metadata"]["name"] == target.get("name", d["metadata"]["name"])]
+                   and d["metadata"]["name"] == target.get("name", d["metadata"]["name"])
+                   and selector.items() <= (d["metadata"].get("labels") or {}).items()]
         assert matched, f"{directory}: patch matches nothing: {target}"
         for doc in matched:
-            strategic_merge(doc, body)
+            if isinstance(body, list):  # a JSON 6902 patch
+                json6902(doc, body)
+            else:
+                strategic_merge(doc, body)
     for doc in docs:
         if "namespace" in kustomization and doc["kind"] not in CLUSTER_SCOPED:
             doc["metadata"]["namespace"] = kustomization["namespace"]
@@ -414,6 +435,8 @@ def test_k8s_manifests_match_the_kubernetes_schemas(rendered):
     name, docs = rendered
     errors = []
     for doc in docs:
+        if is_custom_resource(doc):
+            continue  # not in kubernetes-validate: test_k8s_custom_resources_have_the_required_fields
         try:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -451,14 +474,23 @@ def test_k8s_one_deployment_per_service(rendered):
 def test_k8s_env_is_read_by_settings(rendered, known_env, settings):
     name, docs = rendered
     config_maps, secrets = by_kind(docs, "ConfigMap"), by_kind(docs, "Secret")
+    # Every ConfigMap/Secret a service Deployment takes as environment (envFrom) holds only variables
+    # a settings class reads.
+    sources = {(kind, ref["name"]) for service in PIPELINE_SERVICES
+               for container in pod_containers(by_kind(docs, "Deployment")[service])
+               for source in container.get("envFrom", [])
+               for kind, ref in (("ConfigMap", source.get("configMapRef")), ("Secret", source.get("secretRef")))
+               if ref}
     env: dict[str, str] = {}
-    for config_map in config_maps.values():
-        env.update(config_map.get("data") or {})
-    for secret in secrets.values():
-        env.update({k: "" for k in {**(secret.get("data") or {}), **(secret.get("stringData") or {})}})
+    for kind, ref_name in sources:
+        if kind == "ConfigMap":
+            env.update(config_maps[ref_name].get("data") or {})
+        elif ref_name in secrets:
+            secret = secrets[ref_name]
+            env.update({k: "" for k in {**(secret.get("data") or {}), **(secret.get("stringData") or {})}})
     assert_known_and_valid(f"k8s {name} ConfigMap/Secret", env, known_env, settings)
-    for deployment in by_kind(docs, "Deployment").values():
-        for container in pod_containers(deployment):
+    for service in PIPELINE_SERVICES:
+        for container in pod_containers(by_kind(docs, "Deployment")[service]):
             for source in container.get("envFrom", []):
                 if "configMapRef" in source:
                     assert source["configMapRef"]["name"] in config_maps
@@ -470,8 +502,7 @@ def test_k8s_env_is_read_by_settings(rendered, known_env, settings):
 
 def test_k8s_ports_and_vector_store(rendered, settings):
     name, docs = rendered
-    (config_map,) = by_kind(docs, "ConfigMap").values()
-    env = config_map["data"]
+    env = by_kind(docs, "ConfigMap")[SERVICE_CONFIG]["data"]
     query_port = settings["QuerySettings"].model_fields["query_port"].default
     assert int(env.get("QUERY_PORT", query_port)) == query_port
     assert env["QUERY_HOST"] == "0.0.0.0"
@@ -522,3 +553,431 @@ def test_compose_one_shot_services_are_awaited(compose):
                if isinstance(spec, dict) and spec.get("condition") == "service_completed_successfully"}
     one_shots = {name for name, svc in services.items() if svc.get("restart") == "no" and not svc.get("profiles")}
     assert one_shots <= adopted, f"one-shot services nobody waits for: {one_shots - adopted}"
+
+
+# --- Kubernetes: custom resources (Strimzi, KEDA) -----------------------------------------------
+# Their CRDs are not in kubernetes-validate and no PyPI/npm package ships Strimzi's; these are the
+# fields of their CRD schemas (kafka.strimzi.io/v1beta2, Strimzi 0.45; keda.sh/v1alpha1, KEDA 2.x)
+# that the operators require or that we rely on, with their types. additionalProperties is left open
+# where the CRD is open (config maps) and closed where a typo would silently do nothing.
+
+_K8S_NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
+_CONFIG_MAP = {"type": "object", "additionalProperties": {"type": ["string", "integer", "number", "boolean"]}}
+_RESOURCES = {"type": "object", "additionalProperties": False,
+              "properties": {"requests": {"type": "object"}, "limits": {"type": "object"}}}
+_STRIMZI_STORAGE_VOLUME = {
+    "type": "object", "required": ["id", "type", "size"], "additionalProperties": False,
+    "properties": {"id": {"type": "integer", "minimum": 0}, "type": {"enum": ["persistent-claim", "ephemeral"]},
+                   "size": {"type": "string"}, "deleteClaim": {"type": "boolean"}, "class": {"type": "string"},
+                   "kraftMetadata": {"enum": ["shared"]}},
+}
+
+
+def _cr(spec: dict, labels_required: tuple[str, ...] = ()) -> dict:
+    metadata = {"type": "object", "required": ["name"], "properties": {"name": _K8S_NAME}}
+    if labels_required:
+        metadata["required"] = ["name", "labels"]
+        metadata["properties"]["labels"] = {"type": "object", "required": list(labels_required)}
+    return {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+            "properties": {"metadata": metadata, "spec": spec}}
+
+
+CUSTOM_RESOURCE_SCHEMAS: dict[tuple[str, str], dict] = {
+    ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): _cr({
+        "type": "object", "required": ["replicas", "roles", "storage"], "additionalProperties": False,
+        "properties": {
+            "replicas": {"type": "integer", "minimum": 0},
+            "roles": {"type": "array", "minItems": 1, "items": {"enum": ["controller", "broker"]}},
+            "storage": {"type": "object", "required": ["type", "volumes"],
+                        "properties": {"type": {"const": "jbod"},
+                                       "volumes": {"type": "array", "minItems": 1, "items": _STRIMZI_STORAGE_VOLUME}}},
+            "resources": _RESOURCES, "jvmOptions": {"type": "object"}, "template": {"type": "object"},
+        }}, ("strimzi.io/cluster",)),
+    ("kafka.strimzi.io/v1beta2", "Kafka"): _cr({
+        "type": "object", "required": ["kafka"], "additionalProperties": False,
+        "properties": {
+            "kafka": {"type": "object", "required": ["listeners"], "properties": {
+                "version": {"type": "string"}, "metadataVersion": {"type": "string"},
+                "listeners": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["name", "port", "type", "tls"], "additionalProperties": False,
+                    "properties": {"name": {"type": "string", "pattern": "^[a-z0-9]{1,11}$"},
+                                   "port": {"type": "integer", "minimum": 9092},
+                                   "type": {"enum": ["internal", "route", "loadbalancer", "nodeport", "ingress",
+                                                     "cluster-ip"]},
+                                   "tls": {"type": "boolean"}, "authentication": {"type": "object"},
+                                   "configuration": {"type": "object"}}}},
+                "config": _CONFIG_MAP}},
+            "entityOperator": {"type": "object", "additionalProperties": False,
+                               "properties": {"topicOperator": {"type": "object"}, "userOperator": {"type": "object"}}},
+            "cruiseControl": {"type": "object"}, "kafkaExporter": {"type": "object"},
+        }}),
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"): _cr({
+        "type": "object", "required": ["partitions", "replicas"], "additionalProperties": False,
+        "properties": {"topicName": {"type": "string"}, "partitions": {"type": "integer", "minimum": 1},
+                       "replicas": {"type": "integer", "minimum": 1, "maximum": 32767}, "config": _CONFIG_MAP}},
+        ("strimzi.io/cluster",)),
+    ("kafka.strimzi.io/v1beta2", "KafkaConnect"): _cr({
+        "type": "object", "required": ["bootstrapServers"], "additionalProperties": False,
+        "properties": {
+            "version": {"type": "string"}, "replicas": {"type": "integer", "minimum": 0},
+            "bootstrapServers": {"type": "string"}, "config": _CONFIG_MAP, "resources": _RESOURCES,
+            "image": {"type": "string"}, "template": {"type": "object"},
+            "build": {"type": "object", "required": ["output", "plugins"], "additionalProperties": False, "properties": {
+                "output": {"type": "object", "required": ["type", "image"], "properties": {
+                    "type": {"enum": ["docker", "imagestream"]}, "image": {"type": "string"},
+                    "pushSecret": {"type": "string"}}},
+                "plugins": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["name", "artifacts"], "properties": {
+                        "name": _K8S_NAME,
+                        "artifacts": {"type": "array", "minItems": 1, "items": {
+                            "type": "object", "required": ["type"], "properties": {
+                                "type": {"enum": ["jar", "tgz", "zip", "maven", "other"]}, "url": {"type": "string"},
+                                "sha512sum": {"type": "string"}}}}}}}}},
+        }}),
+    ("kafka.strimzi.io/v1beta2", "KafkaConnector"): _cr({
+        "type": "object", "required": ["class", "config"], "additionalProperties": False,
+        "properties": {"class": {"type": "string"}, "tasksMax": {"type": "integer", "minimum": 1},
+                       "autoRestart": {"type": "object", "properties": {"enabled": {"type": "boolean"}}},
+                       "state": {"enum": ["running", "paused", "stopped"]}, "config": _CONFIG_MAP}},
+        ("strimzi.io/cluster",)),
+    ("keda.sh/v1alpha1", "ScaledObject"): _cr({
+        "type": "object", "required": ["scaleTargetRef", "triggers"], "additionalProperties": False,
+        "properties": {
+            "scaleTargetRef": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+            "minReplicaCount": {"type": "integer", "minimum": 0}, "maxReplicaCount": {"type": "integer", "minimum": 1},
+            "pollingInterval": {"type": "integer"}, "cooldownPeriod": {"type": "integer"},
+            "advanced": {"type": "object"}, "fallback": {"type": "object"},
+            "triggers": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["type", "metadata"], "properties": {
+                    "type": {"type": "string"},
+                    # KEDA's trigger metadata is a map of strings.
+                    "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}}},
+        }}),
+}
+CUSTOM_RESOURCE_GROUPS = {api.split("/")[0] for api, _ in CUSTOM_RESOURCE_SCHEMAS}
+
+
+def is_custom_resource(doc: dict) -> bool:
+    return doc["apiVersion"].split("/")[0] in CUSTOM_RESOURCE_GROUPS
+
+
+def test_k8s_custom_resources_have_the_required_fields(rendered):
+    import jsonschema
+
+    name, docs = rendered
+    errors = []
+    for doc in filter(is_custom_resource, docs):
+        schema = CUSTOM_RESOURCE_SCHEMAS.get((doc["apiVersion"], doc["kind"]))
+        if schema is None:
+            errors.append(f"{doc['apiVersion']} {doc['kind']}: no schema in this test")
+            continue
+        for error in jsonschema.Draft202012Validator(schema).iter_errors(doc):
+            errors.append(f"{name}: {doc['kind']}/{doc['metadata']['name']}: {error.message} at {list(error.path)}")
+    assert not errors, "\n".join(errors)
+    # Strimzi: KRaft with node pools, every pool and topic bound to a cluster that exists.
+    (kafka,) = by_kind(docs, "Kafka").values()
+    assert kafka["metadata"]["annotations"] == {"strimzi.io/node-pools": "enabled", "strimzi.io/kraft": "enabled"}
+    assert "zookeeper" not in kafka["spec"]
+    pools = by_kind(docs, "KafkaNodePool").values()
+    roles = {role for pool in pools for role in pool["spec"]["roles"]}
+    assert roles == {"controller", "broker"}
+    for doc in [*pools, *by_kind(docs, "KafkaTopic").values()]:
+        assert doc["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"], doc["metadata"]["name"]
+    for connector in by_kind(docs, "KafkaConnector").values():
+        assert connector["metadata"]["labels"]["strimzi.io/cluster"] in by_kind(docs, "KafkaConnect")
+    for connect in by_kind(docs, "KafkaConnect").values():
+        assert connect["metadata"]["annotations"]["strimzi.io/use-connector-resources"] == "true"
+    for scaled in by_kind(docs, "ScaledObject").values():
+        assert scaled["spec"]["scaleTargetRef"]["name"] in by_kind(docs, "Deployment")
+
+
+# --- Kubernetes: Kafka topics, the connector and autoscaling against the code --------------------
+
+
+def kafka_settings_of(docs: list[dict]) -> KafkaSettings:
+    """KafkaSettings as the services of this rendering see them (their ConfigMap as environment)."""
+    env = by_kind(docs, "ConfigMap")[SERVICE_CONFIG]["data"]
+    with mock.patch.dict(os.environ, {k: str(v) for k, v in env.items()}, clear=True):
+        return KafkaSettings()
+
+
+def topics_of(docs: list[dict]) -> dict[str, dict]:
+    return {t["spec"].get("topicName", t["metadata"]["name"]): t for t in by_kind(docs, "KafkaTopic").values()}
+
+
+def kafka_nodes(docs: list[dict], role: str) -> int:
+    return sum(p["spec"]["replicas"] for p in by_kind(docs, "KafkaNodePool").values() if role in p["spec"]["roles"])
+
+
+# What each scaled service consumes, as its main() subscribes.
+CONSUMED = {"viability": ("accounts_topic", "posts_topic"), "embedder": ("viable_posts_topic",),
+            "indexer": ("embedded_posts_topic",)}
+
+
+def test_k8s_topics_are_the_ones_the_code_uses(rendered):
+    name, docs = rendered
+    kafka = kafka_settings_of(docs)
+    topics = topics_of(docs)
+    pipeline = [kafka.accounts_topic, kafka.posts_topic, kafka.viable_posts_topic, kafka.embedded_posts_topic]
+    connector = json.loads(CONNECTOR_FILE.read_text())
+    expected = {*pipeline, *map(dlq_topic, pipeline), kafka.signal_topic,
+                connector["schema.history.internal.kafka.topic"]}
+    assert set(topics) == expected, f"{name}: missing {expected - set(topics)}, unknown {set(topics) - expected}"
+    brokers = kafka_nodes(docs, "broker")
+    broker_config = next(iter(by_kind(docs, "Kafka").values()))["spec"]["kafka"]["config"]
+    for topic_name, topic in topics.items():
+        spec = topic["spec"]
+        assert spec["replicas"] <= brokers, f"{name}: {topic_name} has more replicas than brokers"
+        min_isr = int(spec.get("config", {}).get("min.insync.replicas", broker_config["min.insync.replicas"]))
+        assert min_isr <= spec["replicas"] and (spec["replicas"] == 1 or min_isr < spec["replicas"]), \
+            f"{name}: {topic_name}: min.insync.replicas {min_isr} leaves no room for a broker restart"
+    # Topics that services create themselves (ensure_topics) get TOPIC_PARTITIONS: the declared
+    # ones must agree, or the first start of a service on an empty cluster would decide otherwise.
+    for topic_name in pipeline:
+        assert topics[topic_name]["spec"]["partitions"] == kafka.topic_partitions, f"{name}: {topic_name}"
+    for topic_name in (kafka.signal_topic, connector["schema.history.internal.kafka.topic"]):
+        assert topics[topic_name]["spec"]["partitions"] == 1, f"Debezium reads {topic_name} from one partition"
+    assert topics[connector["schema.history.internal.kafka.topic"]]["spec"]["config"]["retention.ms"] == -1
+    # Source topics are compacted (replay = current state of every row) and keep tombstones long
+    # enough for a consumer that was down; derived topics are keyed by account and must not be.
+    for topic_name in (kafka.accounts_topic, kafka.posts_topic):
+        config = topics[topic_name]["spec"]["config"]
+        assert config["cleanup.policy"] == "compact", topic_name
+        assert int(config["delete.retention.ms"]) >= 24 * 3600 * 1000, topic_name
+    for topic_name in (kafka.viable_posts_topic, kafka.embedded_posts_topic, *map(dlq_topic, pipeline)):
+        config = topics[topic_name]["spec"]["config"]
+        assert config["cleanup.policy"] == "delete" and int(config["retention.ms"]) >= 24 * 3600 * 1000, topic_name
+
+
+def test_k8s_connector_is_the_checked_in_connector_config(rendered):
+    """The KafkaConnector carries services/cdc/debezium-mariadb.json, key by key; only Kafka's
+    address differs (the Strimzi bootstrap Service instead of the compose name)."""
+    name, docs = rendered
+    expected = json.loads(CONNECTOR_FILE.read_text())
+    (connector,) = by_kind(docs, "KafkaConnector").values()
+    (connect,) = by_kind(docs, "KafkaConnect").values()
+    spec = connector["spec"]
+    assert connector["metadata"]["name"] == expected.pop("name")
+    assert spec["class"] == expected.pop("connector.class")
+    assert spec["tasksMax"] == int(expected.pop("tasks.max")) == 1
+    config = {k: str(v) for k, v in spec["config"].items()}
+    bootstrap_keys = {"signal.kafka.bootstrap.servers", "schema.history.internal.kafka.bootstrap.servers"}
+    for key in bootstrap_keys:
+        assert config.pop(key) == connect["spec"]["bootstrapServers"], key
+        expected.pop(key)
+    assert config == expected
+    # The bootstrap address is the Strimzi cluster's plain listener, as the services use it.
+    (kafka,) = by_kind(docs, "Kafka").values()
+    plain = [lst for lst in kafka["spec"]["kafka"]["listeners"] if not lst["tls"]]
+    assert connect["spec"]["bootstrapServers"] == f"{kafka['metadata']['name']}-kafka-bootstrap:{plain[0]['port']}"
+    assert by_kind(docs, "ConfigMap")[SERVICE_CONFIG]["data"]["KAFKA_BOOTSTRAP_SERVERS"] == \
+        connect["spec"]["bootstrapServers"]
+    # ${env:...} references resolve on the Connect workers, from a Secret.
+    providers = connect["spec"]["config"]["config.providers"].split(",")
+    env = {e["name"]: e for e in connect["spec"]["template"]["connectContainer"]["env"]}
+    for value in config.values():
+        for provider, var in re.findall(r"\$\{(\w+):([^}]+)\}", value):
+            assert provider in providers and f"config.providers.{provider}.class" in connect["spec"]["config"]
+            assert var in env and "secretKeyRef" in env[var]["valueFrom"], var
+            assert env[var]["valueFrom"]["secretKeyRef"]["name"] in by_kind(docs, "Secret")
+    # The database host is a Service of this namespace (an ExternalName for the real server).
+    assert config["database.hostname"] in by_kind(docs, "Service")
+    # The plugin that provides the class is built into the Connect image.
+    plugins = connect["spec"]["build"]["plugins"]
+    assert any("debezium-connector-mariadb" in a.get("url", "") for p in plugins for a in p["artifacts"])
+    # Connect's internal topics: distinct names, never a pipeline topic.
+    internal = [connect["spec"]["config"][f"{k}.storage.topic"] for k in ("config", "offset", "status")]
+    assert len(set(internal)) == 3 and not set(internal) & set(topics_of(docs))
+
+
+def test_k8s_keda_scales_consumers_within_partitions(rendered):
+    name, docs = rendered
+    kafka = kafka_settings_of(docs)
+    topics = topics_of(docs)
+    scaled = by_kind(docs, "ScaledObject")
+    assert set(scaled) == set(CONSUMED), f"{name}: one ScaledObject per consumer: {set(scaled)}"
+    (cluster,) = by_kind(docs, "Kafka").values()
+    namespace = cluster["metadata"]["namespace"]
+    bootstrap_service, port = kafka.kafka_bootstrap_servers.rsplit(":", 1)
+    for service, attributes in CONSUMED.items():
+        spec = scaled[service]["spec"]
+        assert spec["scaleTargetRef"]["name"] == service
+        deployment = by_kind(docs, "Deployment")[service]
+        assert "replicas" not in deployment["spec"], f"{service}: KEDA owns replicas; apply would reset them"
+        consumed = {getattr(kafka, attribute) for attribute in attributes}
+        triggered = set()
+        for trigger in spec["triggers"]:
+            assert trigger["type"] == "kafka"
+            metadata = trigger["metadata"]
+            assert metadata["consumerGroup"] == f"{kafka.topic_prefix}-{service}", service
+            # KEDA's operator runs in its own namespace: the bootstrap name must carry ours.
+            assert metadata["bootstrapServers"] == f"{bootstrap_service}.{namespace}.svc:{port}", service
+            assert int(metadata["lagThreshold"]) > 0
+            assert metadata.get("offsetResetPolicy") == "earliest", "consumers start at the earliest offset"
+            assert metadata.get("allowIdleConsumers", "false") == "false"
+            triggered.add(metadata["topic"])
+        assert triggered == consumed, f"{service}: triggers on {triggered}, consumes {consumed}"
+        partitions = min(topics[t]["spec"]["partitions"] for t in consumed)
+        assert 1 <= spec.get("minReplicaCount", 0) <= spec["maxReplicaCount"] <= partitions, \
+            f"{name}/{service}: maxReplicaCount {spec['maxReplicaCount']} > {partitions} partitions of {consumed}"
+
+
+def test_k8s_every_service_has_a_disruption_budget(rendered):
+    name, docs = rendered
+    budgets = by_kind(docs, "PodDisruptionBudget").values()
+    for service in (*PIPELINE_SERVICES, "qdrant"):
+        workload = by_kind(docs, "Deployment").get(service) or by_kind(docs, "StatefulSet")[service]
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        matching = [b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+        assert len(matching) == 1, f"{name}: {service} has {len(matching)} PodDisruptionBudgets"
+
+
+# --- Kubernetes: Redis and Qdrant -----------------------------------------------------------------
+
+
+def redis_flags(container: dict) -> dict[str, str]:
+    argv = container.get("command", []) + container.get("args", [])
+    assert argv[0] == "redis-server"
+    return {argv[i][2:]: argv[i + 1] for i in range(1, len(argv) - 1, 2)}
+
+
+def test_k8s_redis_state_is_durable_and_caches_are_not(rendered):
+    name, docs = rendered
+    services = by_kind(docs, "Service")
+    config = by_kind(docs, "ConfigMap")[SERVICE_CONFIG]["data"]
+    (state,) = by_kind(docs, "StatefulSet")["redis-state"]["spec"]["template"]["spec"]["containers"]
+    flags = redis_flags(state)
+    assert flags["appendonly"] == "yes" and flags["appendfsync"] in ("everysec", "always")
+    assert flags["maxmemory-policy"] == "noeviction", "viability state must never be evicted"
+    assert by_kind(docs, "StatefulSet")["redis-state"]["spec"]["volumeClaimTemplates"], "AOF needs a volume"
+    assert any(m["mountPath"] == flags["dir"] for m in state["volumeMounts"])
+    (cache,) = by_kind(docs, "Deployment")["redis-cache"]["spec"]["template"]["spec"]["containers"]
+    cache_flags = redis_flags(cache)
+    assert cache_flags["maxmemory-policy"].startswith("allkeys-") and cache_flags["appendonly"] == "no"
+    for container, container_flags in ((state, flags), (cache, cache_flags)):
+        limit = parse_quantity(container["resources"]["limits"]["memory"])
+        assert parse_quantity(container_flags["maxmemory"]) < limit, f"{name}: maxmemory must fit the limit"
+    # viability's REDIS_URL is redis-state; the services that cache use redis-cache.
+    def redis_host(service: str) -> str:
+        (container,) = by_kind(docs, "Deployment")[service]["spec"]["template"]["spec"]["containers"]
+        direct = {e["name"]: e.get("value") for e in container.get("env", [])}
+        return urlparse(direct.get("REDIS_URL", config["REDIS_URL"])).hostname
+    assert redis_host("viability") == "redis-state"
+    for service in ("embedder", "query"):
+        assert redis_host(service) == "redis-cache", service
+    assert {"redis-state", "redis-cache"} <= set(services)
+
+
+def parse_quantity(value: str) -> int:
+    # Kubernetes quantities, and Redis's units (its "mb"/"gb" are powers of 1024).
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "kb": 2**10, "mb": 2**20, "gb": 2**30,
+             "k": 10**3, "M": 10**6, "G": 10**9}
+    for unit, factor in sorted(units.items(), key=lambda item: -len(item[0])):
+        if str(value).endswith(unit):
+            return int(float(str(value)[: -len(unit)]) * factor)
+    return int(value)
+
+
+def qdrant_plan(docs: list[dict]) -> dict:
+    collection = json.loads(by_kind(docs, "ConfigMap")["qdrant-collection"]["data"]["posts.json"])
+    return {"nodes": by_kind(docs, "StatefulSet")["qdrant"]["spec"]["replicas"], **collection}
+
+
+def test_k8s_qdrant_collection_matches_the_code(rendered):
+    from services.indexer.main import EMBEDDING_DIM
+    from shared.vectorstore.base import SPARSE_VECTOR_NAME
+
+    name, docs = rendered
+    plan = qdrant_plan(docs)
+    # The layout qdrant_server.py creates and then checks (_check_vectors): else the services refuse it.
+    assert plan["vectors"]["size"] == EMBEDDING_DIM and plan["vectors"]["distance"] == "Cosine"
+    assert plan["sparse_vectors"][SPARSE_VECTOR_NAME]["modifier"] == "idf"
+    assert plan["hnsw_config"]["m"] == 16
+    assert 1 <= plan["replication_factor"] <= plan["nodes"], f"{name}: more replicas than Qdrant nodes"
+    assert plan["shard_number"] % plan["nodes"] == 0, f"{name}: shards must spread evenly over the nodes"
+    assert plan["write_consistency_factor"] <= plan["replication_factor"]
+    assert plan["vectors"]["on_disk"] is True and plan["on_disk_payload"] is True
+    (kind, settings_), = plan["quantization_config"].items()
+    assert kind in ("scalar", "binary", "product") and settings_.get("always_ram") is True
+    # The services create it through the init container before they start, with their own settings.
+    config = by_kind(docs, "ConfigMap")[SERVICE_CONFIG]["data"]
+    assert urlparse(config["QDRANT_URL"]).hostname in by_kind(docs, "Service")
+    for service in ("indexer", "query"):
+        spec = by_kind(docs, "Deployment")[service]["spec"]["template"]["spec"]
+        (init,) = spec["initContainers"]
+        assert {v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v} == {"qdrant-collection"}
+        assert any(s.get("configMapRef", {}).get("name") == SERVICE_CONFIG for s in init["envFrom"])
+    script = by_kind(docs, "ConfigMap")["qdrant-collection"]["data"]["ensure-collection.sh"]
+    assert "$POSTS_COLLECTION" in script and "QDRANT_URL" in script
+    # Peers: the headless Service publishes not-ready pods, so a joining node can reach pod 0.
+    headless = by_kind(docs, "Service")["qdrant-headless"]["spec"]
+    assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+    assert by_kind(docs, "StatefulSet")["qdrant"]["spec"]["serviceName"] == "qdrant-headless"
+
+
+# --- docs/capacity.md against the manifests --------------------------------------------------------
+
+
+def capacity_summary() -> dict[str, dict[str, str]]:
+    """The rows of the doc's "Settings in k8s/" table, by overlay."""
+    text = CAPACITY_DOC.read_text()
+    section = text.split("## Settings in k8s/", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("|")]
+    header, body = rows[0], [r for r in rows[2:]]
+    return {row[0]: dict(zip(header, row)) for row in body}
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_capacity_doc_matches_the_manifests(overlay):
+    row = capacity_summary()[overlay]
+    docs = render(KUSTOMIZATIONS[overlay])
+    plan = qdrant_plan(docs)
+    kafka = kafka_settings_of(docs)
+    scaled = {name: d["spec"]["maxReplicaCount"] for name, d in by_kind(docs, "ScaledObject").items()}
+    (quantization,) = plan["quantization_config"].items()
+    (cache,) = by_kind(docs, "Deployment")["redis-cache"]["spec"]["template"]["spec"]["containers"]
+    actual = {
+        "Qdrant nodes": plan["nodes"], "shard_number": plan["shard_number"],
+        "replication_factor": plan["replication_factor"],
+        "quantization": f"{quantization[0]} {quantization[1].get('type', '')}".strip(),
+        "on-disk vectors": "yes" if plan["vectors"]["on_disk"] else "no",
+        "Kafka brokers": kafka_nodes(docs, "broker"), "partitions": kafka.topic_partitions,
+        "max embedders": scaled["embedder"], "max indexers": scaled["indexer"],
+        "cache maxmemory": redis_flags(cache)["maxmemory"],
+    }
+    for column, value in actual.items():
+        assert row[column] == str(value), f"docs/capacity.md {overlay} {column}: {row[column]} != manifests {value}"
+
+
+# --- docker-compose.yml: Connect worker settings the image understands -----------------------------
+
+# quay.io/debezium/connect's docker-entrypoint.sh maps these itself; every other worker property must
+# be CONNECT_<PROPERTY> (anything else is silently ignored, e.g. CONFIG_STORAGE_REPLICATION_FACTOR).
+DEBEZIUM_IMAGE_ENV = {"BOOTSTRAP_SERVERS", "GROUP_ID", "CONFIG_STORAGE_TOPIC", "OFFSET_STORAGE_TOPIC",
+                      "STATUS_STORAGE_TOPIC", "REST_PORT", "REST_HOST_NAME", "ADVERTISED_PORT", "ADVERTISED_HOST_NAME",
+                      "OFFSET_FLUSH_INTERVAL_MS", "OFFSET_FLUSH_TIMEOUT_MS", "SHUTDOWN_TIMEOUT", "KEY_CONVERTER",
+                      "VALUE_CONVERTER", "HEAP_OPTS", "LOG_LEVEL", "HOST_NAME", "ENABLE_APICURIO_CONVERTERS",
+                      "ENABLE_DEBEZIUM_SCRIPTING", "ENABLE_JOLOKIA", "ENABLE_OTEL", "ENABLE_JMX_EXPORTER",
+                      "ENABLE_DEBEZIUM_KC_REST_EXTENSION", "JMXPORT", "JMXHOST", "KAFKA_OPTS"}
+
+
+def test_compose_connect_env_is_understood_by_the_image(compose):
+    connect = compose["services"]["connect"]
+    env = compose_env(connect)
+    connector = json.loads(CONNECTOR_FILE.read_text())
+    referenced = {var for value in connector.values() for _, var in re.findall(r"\$\{(\w+):([^}]+)\}", str(value))}
+    ignored = sorted(k for k in env if not k.startswith("CONNECT_") and k not in DEBEZIUM_IMAGE_ENV | referenced)
+    assert not ignored, f"the Debezium image ignores {ignored} (spell them CONNECT_<PROPERTY>)"
+    brokers = 1  # the compose stack runs one KRaft node
+    for kind in ("CONFIG", "OFFSET", "STATUS"):
+        assert int(env.get(f"CONNECT_{kind}_STORAGE_REPLICATION_FACTOR", 3)) <= brokers, \
+            f"{kind.lower()}.storage.replication.factor exceeds the one broker"
+    assert env["GROUP_ID"] and len({env[f"{k}_STORAGE_TOPIC"] for k in ("CONFIG", "OFFSET", "STATUS")}) == 3
+
+
+def test_compose_topics_partitions_agree(compose):
+    kafka_env = compose_env(compose["services"]["kafka"])
+    for name in PIPELINE_SERVICES:
+        env = compose_env(compose["services"][name])
+        assert env.get("TOPIC_PARTITIONS", "1") == kafka_env.get("KAFKA_NUM_PARTITIONS", "1"), name
