@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from devstack.processes import ManagedProcess, python_module
 from devstack.stack import LocalStack, StackConfig
+from services.viability.core import ViabilityRules
 from shared.config import PROJECT_ROOT
 
 BENCH_ROOT = PROJECT_ROOT / ".dev" / "bench"
@@ -35,18 +36,8 @@ CACHE_DIR = PROJECT_ROOT / ".dev" / "bench-cache"
 MODEL_CACHE_DIR = Path(os.environ.get("MODEL_CACHE_DIR", PROJECT_ROOT / ".dev" / "models"))
 DATABASE = "bench"
 
-# The viability rules written again in SQL (as in tests/e2e): what must end up indexed.
-VIABLE_POSTS_SQL = """
-SELECT p.id FROM (
-  SELECT id, account_id, ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY published_at DESC, id DESC) AS recency
-  FROM posts
-) p
-JOIN accounts a ON a.id = p.account_id
-JOIN (SELECT account_id FROM posts GROUP BY account_id
-      HAVING COUNT(*) >= 20 AND MAX(published_at) >= UTC_TIMESTAMP() - INTERVAL 180 DAY) active
-  ON active.account_id = p.account_id
-WHERE a.followers >= 10000 AND p.recency <= 20000
-"""
+# What must end up indexed: the viability rules (defaults) as SQL over the source tables.
+VIABLE_POSTS_SQL, VIABLE_POSTS_PARAMS = ViabilityRules().viable_posts_sql()
 
 
 def log(message: str) -> None:
@@ -306,11 +297,12 @@ class Bench:
             connection.close()
 
     def viable_count(self) -> int:
-        return self.sql(f"SELECT COUNT(*) FROM ({VIABLE_POSTS_SQL}) v")[0][0]
+        return self.sql(f"SELECT COUNT(*) FROM ({VIABLE_POSTS_SQL}) v", VIABLE_POSTS_PARAMS)[0][0]
 
     def viable_accounts(self) -> list[tuple[int, str]]:
         return [tuple(r) for r in self.sql(
-            f"SELECT DISTINCT p.account_id, p.platform FROM ({VIABLE_POSTS_SQL}) v JOIN posts p USING (id)")]
+            f"SELECT DISTINCT p.account_id, p.platform FROM ({VIABLE_POSTS_SQL}) v JOIN posts p USING (id)",
+            VIABLE_POSTS_PARAMS)]
 
     def sample_texts(self, n: int, seed: int) -> list[tuple[str, str | None]]:
         rows = self.sql("SELECT title, description FROM posts WHERE id < 900000000 ORDER BY id")

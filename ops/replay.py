@@ -175,22 +175,11 @@ def _read_from(kafka: KafkaSettings, offsets: list[TopicPartition], idle_s: floa
 
 def expected_points(mariadb: MariaDBSettings, rules) -> int:
     """Viable posts in the source of truth, by the same rules the viability service applies."""
-    sql = """
-    SELECT COUNT(*) FROM (
-      SELECT p.account_id, ROW_NUMBER() OVER (PARTITION BY p.account_id ORDER BY p.published_at DESC) AS recency
-      FROM posts p
-    ) ranked
-    JOIN accounts a ON a.id = ranked.account_id
-    JOIN (SELECT account_id FROM posts GROUP BY account_id
-          HAVING COUNT(*) >= %s AND MAX(published_at) >= UTC_TIMESTAMP() - INTERVAL %s DAY) active
-      ON active.account_id = ranked.account_id
-    WHERE a.followers >= %s AND ranked.recency <= %s
-    """
+    viable_sql, params = rules.viable_posts_sql()
     connection = pymysql.connect(**mariadb.connect_kwargs())
     try:
         with connection.cursor() as cursor:
-            cursor.execute(sql, (rules.min_posts, rules.active_within_days, rules.min_followers,
-                                 rules.max_posts_per_account))
+            cursor.execute(f"SELECT COUNT(*) FROM ({viable_sql}) viable", params)
             return cursor.fetchone()[0]
     finally:
         connection.close()

@@ -37,6 +37,23 @@ class ViabilityRules(BaseModel):
     active_within_days: int = Field(180, ge=1)
     max_posts_per_account: int = Field(20_000, ge=1)
 
+    def viable_posts_sql(self) -> tuple[str, tuple[int, ...]]:
+        """The same rules as SQL over the source tables: ``SELECT id`` of every post that must be
+        indexed. Replay verification and the benchmarks compare the index against it."""
+        sql = """
+        SELECT p.id FROM (
+          SELECT id, account_id,
+                 ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY published_at DESC, id DESC) AS recency
+          FROM posts
+        ) p
+        JOIN accounts a ON a.id = p.account_id
+        JOIN (SELECT account_id FROM posts GROUP BY account_id
+              HAVING COUNT(*) >= %s AND MAX(published_at) >= UTC_TIMESTAMP() - INTERVAL %s DAY) active
+          ON active.account_id = p.account_id
+        WHERE a.followers >= %s AND p.recency <= %s
+        """
+        return sql, (self.min_posts, self.active_within_days, self.min_followers, self.max_posts_per_account)
+
     def is_viable(self, account: AccountRecord | None, post_count: int, latest_post_ms: int | None,
                   now_ms: int) -> bool:
         if account is None:

@@ -21,23 +21,12 @@ from devstack.stack import LocalStack
 from services.indexer.core import post_point_id
 from shared.vectorstore import EdgeVectorStore
 from tests.conftest import api_headers, wait_for
+from tests.e2e.source_of_truth import VIABLE_POSTS_SQL
 
 pytestmark = pytest.mark.slow
 
 DATABASE = PREFIX = "faults"
 ANCHOR = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0, tzinfo=None)
-VIABLE_POSTS_SQL = """
-SELECT p.id, p.title FROM (
-  SELECT id, account_id, title,
-         ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY published_at DESC, id DESC) AS recency
-  FROM posts
-) p
-JOIN accounts a ON a.id = p.account_id
-JOIN (SELECT account_id FROM posts GROUP BY account_id
-      HAVING COUNT(*) >= 20 AND MAX(published_at) >= UTC_TIMESTAMP() - INTERVAL 180 DAY) active
-  ON active.account_id = p.account_id
-WHERE a.followers >= 10000 AND p.recency <= 20000
-"""
 
 
 def sql(port: int, statement: str) -> list[tuple]:

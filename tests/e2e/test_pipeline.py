@@ -24,6 +24,7 @@ from demo.seed import seed_database
 from devstack.processes import apply_schema
 from devstack.stack import LocalStack
 from tests.conftest import api_headers, wait_for
+from tests.e2e.source_of_truth import VIABLE_POSTS_SQL
 
 pytestmark = pytest.mark.slow
 
@@ -33,18 +34,6 @@ ANCHOR = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0, t
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 NEXT_ID = iter(range(10_000_000, 20_000_000))
 
-# The viability rules, written again in SQL: an independent statement of what must be indexed.
-VIABLE_POSTS_SQL = """
-SELECT p.id FROM (
-  SELECT id, account_id, ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY published_at DESC, id DESC) AS recency
-  FROM posts
-) p
-JOIN accounts a ON a.id = p.account_id
-JOIN (SELECT account_id FROM posts GROUP BY account_id
-      HAVING COUNT(*) >= 20 AND MAX(published_at) >= UTC_TIMESTAMP() - INTERVAL 180 DAY) active
-  ON active.account_id = p.account_id
-WHERE a.followers >= 10000 AND p.recency <= 20000
-"""
 
 
 class Pipeline:
