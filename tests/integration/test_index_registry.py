@@ -1,13 +1,17 @@
 """The index registry in a real Redis: versions, the alias switch and rollback, and the live
 version surviving a Redis wipe."""
 
+import threading
+
 import redis
 
 from services.indexer.supervisor import IndexerSupervisor
+from shared.config import KafkaSettings
 from shared.index_registry import IndexRegistry, IndexVersion
+from shared.vectorstore import EdgeVectorStore
 
 
-def test_switch_rollback_and_recovery_after_a_wipe(infra):
+def test_switch_rollback_and_recovery_after_a_wipe(infra, tmp_path):
     client = redis.Redis(host="127.0.0.1", port=infra.config.redis_port)
     registry = IndexRegistry(client, "registry-test")
     client.delete(*client.keys("registry-test:*") or ["none"])
@@ -20,9 +24,16 @@ def test_switch_rollback_and_recovery_after_a_wipe(infra):
     assert registry.active() == "posts"
 
     client.delete(*client.keys("registry-test:*"))  # Redis restarted without its data
-    supervisor = IndexerSupervisor.__new__(IndexerSupervisor)
-    supervisor.registry, supervisor.loops = registry, {}
-    supervisor._start = lambda version: None  # only the registration is under test here
-    supervisor.store = None
-    supervisor.reconcile()
-    assert set(registry.versions()) == {"posts"} and registry.active() == "posts"
+    kafka = KafkaSettings(kafka_bootstrap_servers=f"127.0.0.1:{infra.config.broker_port}", topic_prefix="registry-test")
+    store, stop = EdgeVectorStore(tmp_path / "edge"), threading.Event()
+    supervisor = IndexerSupervisor(kafka, store, registry, stop=stop)
+    try:
+        supervisor.reconcile()
+        assert set(registry.versions()) == {"posts"} and registry.active() == "posts"
+        assert set(supervisor.loops) == {"posts"}  # the live loop keeps running
+    finally:
+        stop.set()
+        for loop in supervisor.loops.values():
+            loop.stop.set()
+            loop.thread.join(timeout=30)
+        store.close()
