@@ -107,6 +107,8 @@ class LocalStack:
         self.services[name] = process.start()
         if wait:
             self.wait_ready(name, ready_marker, start_offset, timeout)
+            if name == "query":  # "ready" is logged by the app before uvicorn has bound its port
+                wait_until(self.api_healthy, timeout=timeout, what="the query API to answer")
         return process
 
     def wait_ready(self, name: str, marker: str, offset: int, timeout: float) -> None:
