@@ -96,6 +96,12 @@ class ModelSettings(_EnvSettings):
     embedding_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads.")
 
 
+class ClassifierSettings(_EnvSettings):
+    taxonomy_dir: Path = Field(PROJECT_ROOT / "config" / "taxonomies", description="Directory of taxonomy YAML files "
+                               "(every enabled taxonomy labels every post).")
+    fewshot_refresh_s: float = Field(10.0, gt=0, description="How often tier 1 checks Redis for new corrections.")
+
+
 class ServiceSettings(_EnvSettings):
     log_level: str = Field("INFO", description="Log level.")
     metrics_port: int = Field(0, description="Prometheus /metrics port for worker services (0 = off).")

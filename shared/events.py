@@ -16,6 +16,8 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from shared.taxonomy import VerticalLabel
+
 MAX_TEXT_CHARS = 20_000  # far beyond the 256 tokens the model reads; bounds memory on huge rows
 
 
@@ -227,13 +229,31 @@ class AccountPurge(_Model):
     position: SourcePosition
 
 
+class PostLabels(_Model):
+    """A second opinion (tier 2, an LLM) on one post's verticals in one taxonomy.
+
+    Published by the classifier on the embedded-posts topic, keyed like the post's other events,
+    so it always follows the upsert it was decided from. The indexer applies it only while the
+    post's text is still the one judged (``content_hash``) and the taxonomy version still current.
+    """
+
+    kind: Literal["post.labels"] = "post.labels"
+    post_id: int
+    account_id: int
+    content_hash: str
+    taxonomy: str
+    taxonomy_version: str
+    labels: list[VerticalLabel]  # may be empty: "none of these verticals"
+    model: str
+
+
 PipelineEvent = Annotated[
-    Union[PostUpsert, EmbeddedPostUpsert, PostDelete, AccountPurge], Field(discriminator="kind")
+    Union[PostUpsert, EmbeddedPostUpsert, PostDelete, AccountPurge, PostLabels], Field(discriminator="kind")
 ]
 _pipeline_event = TypeAdapter(PipelineEvent)
 
 
-def parse_pipeline_event(raw: bytes | None) -> PostUpsert | EmbeddedPostUpsert | PostDelete | AccountPurge:
+def parse_pipeline_event(raw: bytes | None) -> PostUpsert | EmbeddedPostUpsert | PostDelete | AccountPurge | PostLabels:
     if raw is None:
         raise MalformedEvent("empty pipeline event")
     try:

@@ -29,12 +29,21 @@ class Vertical(BaseModel):
     name: str = Field(pattern=_NAME)
     description: str = Field(min_length=1)
     enabled: bool = True
+    # Tier-1 classification material: more ways to say what the vertical is, embedded as prototypes.
+    keywords: list[str] = Field(default_factory=list, max_length=200)
+    examples: list[str] = Field(default_factory=list, max_length=200)
+    # Calibrated decision threshold on the tier-1 similarity (``make eval --calibrate`` writes it);
+    # None = the classifier's default.
+    threshold: float | None = Field(None, ge=-1.0, le=1.0)
 
 
 class Taxonomy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=_NAME)
+    # Bumped whenever verticals, descriptions, examples or thresholds change: labels carry it, so
+    # a replay can tell which labels are stale and caches never mix versions.
+    version: str = Field("1", pattern=r"^[A-Za-z0-9._-]{1,32}$")
     description: str = ""
     verticals: list[Vertical] = Field(min_length=1)
 
@@ -63,6 +72,8 @@ class VerticalLabel(BaseModel):
     taxonomy: str
     vertical: str
     confidence: float = Field(ge=0.0, le=1.0)
+    version: str = "1"  # of the taxonomy the label was decided with
+    tier: str = "embedding"  # "embedding" (tier 1) or "llm" (tier 2)
 
 
 class TaxonomyCatalog:

@@ -39,8 +39,8 @@ class EmbedderService:
         for message in messages:
             try:
                 event = parse_pipeline_event(message.value())
-                if event.kind == "post.embedded":
-                    raise MalformedEvent("already embedded: wrong topic")
+                if event.kind in ("post.embedded", "post.labels"):
+                    raise MalformedEvent(f"{event.kind} is not an embedder input: wrong topic")
                 events.append(event)
             except MalformedEvent as exc:
                 result.dead_letters.append(DeadLetter(message, exc))

@@ -3,23 +3,39 @@
 Within a batch, the last event per post wins and an account purge is a barrier: everything
 before it is written first, so a purge never deletes a post that came after it, nor misses one
 that came before it.
+
+Vertical labels are decided here, at write time, by tier 1 (the post's vector against each
+taxonomy's prototypes: a matrix product per batch, no model call), so a post is searchable by
+vertical the moment it is searchable at all. A tier-2 opinion (``post.labels``, from an LLM) may
+follow later; it replaces that taxonomy's tier-1 labels while the post's text stays the same.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Protocol
 
-from shared.events import AccountPurge, EmbeddedPostUpsert, PostDelete
+import numpy as np
+
+from shared.events import AccountPurge, EmbeddedPostUpsert, PostDelete, PostLabels, content_hash
 from shared.metrics import FRESHNESS_SECONDS, INDEX_OPERATIONS
 from shared.sparse import SPARSE_MODEL_ID, SparseEncoder
+from shared.taxonomy import VerticalLabel, verticals_payload
 from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
 
 PAYLOAD_TEXT_CHARS = 4_000  # what a result card shows; the vector already saw the full text
 
-IndexEvent = EmbeddedPostUpsert | PostDelete | AccountPurge
+IndexEvent = EmbeddedPostUpsert | PostDelete | AccountPurge | PostLabels
+
+
+class Labeller(Protocol):
+    """Tier-1 labels of post vectors, and the taxonomy versions they are decided with."""
+
+    def labels(self, vectors: np.ndarray) -> list[list[VerticalLabel]]: ...
+    def versions(self) -> Mapping[str, str]: ...
 
 
 def post_point_id(post_id: int) -> str:
@@ -51,6 +67,8 @@ def post_payload(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None) ->
         "indexed_at_ms": indexed_at_ms if indexed_at_ms is not None else int(time.time() * 1000),
         "sparse_model_id": SPARSE_MODEL_ID,
         "source_version": event.position.order_key(),
+        # What the labels were decided from: a tier-2 opinion about other text is not applied.
+        "content_hash": content_hash(post.embedding_text()),
     }
 
 
@@ -58,6 +76,7 @@ def post_payload(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None) ->
 class WriteStep:
     upserts: dict[str, PointRecord] = field(default_factory=dict)
     deletes: set[str] = field(default_factory=set)
+    labels: dict[tuple[str, str], PostLabels] = field(default_factory=dict)  # (point id, taxonomy) -> opinion
     purge_account: int | None = None  # applied after the upserts/deletes of this step
 
 
@@ -68,12 +87,36 @@ def post_point(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None) -> P
                        payload=post_payload(event, indexed_at_ms))
 
 
+def with_labels(payload: dict, labels: Sequence[VerticalLabel]) -> dict:
+    return {**payload, **verticals_payload(labels)}
+
+
+def stored_labels(payload: Mapping) -> list[VerticalLabel]:
+    return [VerticalLabel.model_validate(v) for v in payload.get("verticals") or [] if isinstance(v, dict)]
+
+
+def replace_taxonomy_labels(labels: Sequence[VerticalLabel], taxonomy: str,
+                            replacement: Sequence[VerticalLabel]) -> list[VerticalLabel]:
+    return [label for label in labels if label.taxonomy != taxonomy] + list(replacement)
+
+
+def keep_second_opinions(new: Sequence[VerticalLabel], stored: Sequence[VerticalLabel],
+                         versions: Mapping[str, str]) -> list[VerticalLabel]:
+    """Re-indexing the same text (a views update, a redelivery) must not forget what tier 2 said:
+    its labels of still-current taxonomy versions replace the fresh tier-1 labels of that taxonomy."""
+    opinions = [label for label in stored if label.tier == "llm" and versions.get(label.taxonomy) == label.version]
+    labels = list(new)
+    for taxonomy in {label.taxonomy for label in opinions}:
+        labels = replace_taxonomy_labels(labels, taxonomy, [o for o in opinions if o.taxonomy == taxonomy])
+    return labels
+
+
 @cache
 def _sparse_encoder() -> SparseEncoder:
     return SparseEncoder()
 
 
-def plan_writes(events: Sequence[IndexEvent]) -> list[WriteStep]:
+def plan_writes(events: Sequence[IndexEvent], labeller: Labeller | None = None) -> list[WriteStep]:
     indexed_at_ms = int(time.time() * 1000)
     steps, current = [], WriteStep()
     for event in events:
@@ -85,18 +128,36 @@ def plan_writes(events: Sequence[IndexEvent]) -> list[WriteStep]:
             pid = post_point_id(event.post_id)
             current.upserts.pop(pid, None)
             current.deletes.add(pid)
+        elif isinstance(event, PostLabels):
+            # Kept even when the post is upserted again later in the step: whether it still
+            # applies is decided by content hash when the step is written.
+            current.labels[(post_point_id(event.post_id), event.taxonomy)] = event
         else:
             pid = post_point_id(event.post.id)
             current.deletes.discard(pid)
             current.upserts[pid] = post_point(event, indexed_at_ms)
     steps.append(current)
-    return [s for s in steps if s.upserts or s.deletes or s.purge_account is not None]
+    steps = [s for s in steps if s.upserts or s.deletes or s.labels or s.purge_account is not None]
+    if labeller is not None:
+        _label_upserts(steps, labeller)
+    return steps
+
+
+def _label_upserts(steps: Sequence[WriteStep], labeller: Labeller) -> None:
+    """Tier-1 labels for every upsert of the batch in one call (one matrix product per taxonomy)."""
+    points = [point for step in steps for point in step.upserts.values()]
+    if not points:
+        return
+    labels = labeller.labels(np.asarray([p.vector for p in points], dtype=np.float32))
+    for point, point_labels in zip(points, labels, strict=True):
+        point.payload = with_labels(point.payload, point_labels)
 
 
 class PostIndexer:
-    def __init__(self, store: VectorStore, collection: str, dim: int) -> None:
+    def __init__(self, store: VectorStore, collection: str, dim: int, labeller: Labeller | None = None) -> None:
         self.store = store
         self.collection = collection
+        self.labeller = labeller
         store.ensure_collection(collection, dim)
 
     def apply(self, events: Sequence[IndexEvent]) -> None:
@@ -105,14 +166,19 @@ class PostIndexer:
         Redelivery and replays can bring an older version of a post after a newer one: each point
         keeps its source version, and a write older than what is stored is dropped.
         """
-        for step in plan_writes(events):
-            self._drop_stale(step, events)
+        versions = self.labeller.versions() if self.labeller is not None else {}
+        for step in plan_writes(events, self.labeller):
+            stored = self._stored_payloads(step)
+            self._drop_stale(step, events, stored)
+            self._keep_second_opinions(step, stored, versions)
             if step.upserts:
                 self.store.upsert(self.collection, list(step.upserts.values()))
                 INDEX_OPERATIONS.labels(op="upsert").inc(len(step.upserts))
             if step.deletes:
                 self.store.delete(self.collection, sorted(step.deletes))
                 INDEX_OPERATIONS.labels(op="delete").inc(len(step.deletes))
+            if step.labels:
+                self._apply_second_opinions(step, stored, versions)
             if step.purge_account is not None:
                 self.store.delete_where(self.collection, SearchFilter(account_id=[step.purge_account]))
                 INDEX_OPERATIONS.labels(op="purge").inc()
@@ -121,11 +187,41 @@ class PostIndexer:
             if isinstance(event, EmbeddedPostUpsert) and not event.position.snapshot:
                 FRESHNESS_SECONDS.observe(max(0.0, now_ms - event.position.ts_ms) / 1000)
 
-    def _drop_stale(self, step: WriteStep, events: Sequence[IndexEvent]) -> None:
+    def _stored_payloads(self, step: WriteStep) -> dict[str, dict]:
+        """Payloads of the points this step touches, read once (versions, labels, content hashes)."""
+        ids = list(dict.fromkeys([*step.upserts, *step.deletes, *(pid for pid, _ in step.labels)]))
+        return {p.id: p.payload for p in self.store.retrieve(self.collection, ids)} if ids else {}
+
+    def _keep_second_opinions(self, step: WriteStep, stored: Mapping[str, dict], versions: Mapping[str, str]) -> None:
+        for pid, point in step.upserts.items():
+            before = stored.get(pid)
+            if before and before.get("content_hash") == point.payload.get("content_hash"):
+                labels = keep_second_opinions(stored_labels(point.payload), stored_labels(before), versions)
+                point.payload = with_labels(point.payload, labels)
+
+    def _apply_second_opinions(self, step: WriteStep, stored: Mapping[str, dict], versions: Mapping[str, str]) -> None:
+        """Tier-2 labels replace the taxonomy's tier-1 labels, if the post still exists with the
+        text that was judged and the taxonomy version is still the current one; else dropped."""
+        patches: dict[str, list[VerticalLabel]] = {}
+        for (pid, taxonomy), opinion in step.labels.items():
+            payload = step.upserts[pid].payload if pid in step.upserts else stored.get(pid)
+            current = versions.get(taxonomy)
+            if (pid in step.deletes or payload is None or payload.get("content_hash") != opinion.content_hash
+                    or current != opinion.taxonomy_version):
+                INDEX_OPERATIONS.labels(op="labels_skipped").inc()
+                continue
+            labels = patches.get(pid, stored_labels(payload))
+            patches[pid] = replace_taxonomy_labels(labels, taxonomy, [
+                label.model_copy(update={"taxonomy": taxonomy, "version": current, "tier": "llm"})
+                for label in opinion.labels])
+        self.store.set_payloads(self.collection, {pid: verticals_payload(labels) for pid, labels in patches.items()})
+        INDEX_OPERATIONS.labels(op="labels").inc(len(patches))
+
+    def _drop_stale(self, step: WriteStep, events: Sequence[IndexEvent], payloads: Mapping[str, dict]) -> None:
         ids = [*step.upserts, *step.deletes]
         if not ids:
             return
-        stored = {p.id: p.payload.get("source_version") for p in self.store.retrieve(self.collection, ids)}
+        stored = {pid: payload.get("source_version") for pid, payload in payloads.items()}
         incoming = _delete_versions(events)
         for pid in [pid for pid in step.upserts if _older(step.upserts[pid].payload["source_version"], stored.get(pid))]:
             del step.upserts[pid]

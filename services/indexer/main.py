@@ -13,18 +13,33 @@ from __future__ import annotations
 
 import threading
 
+import redis
+
 from confluent_kafka import Message
 
-from services.indexer.core import PostIndexer
+from services.indexer.core import Labeller, PostIndexer
 from shared.cache import connect_redis
-from shared.config import KafkaSettings, RedisSettings, ServiceSettings, VectorStoreSettings, dlq_topic
+from shared.config import (
+    ClassifierSettings,
+    KafkaSettings,
+    ModelSettings,
+    RedisSettings,
+    ServiceSettings,
+    VectorStoreSettings,
+    dlq_topic,
+)
+from shared.embedding import load_text_embedder
 from shared.events import MalformedEvent, parse_pipeline_event
+from shared.fewshot import FewShotStore
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.index_registry import IndexRegistry
 from shared.kafka import BatchLoop, BatchResult, DeadLetter, ensure_topics, make_consumer, make_producer
+from shared.labelling import Tier1Labeller
 from shared.logging import configure_logging
 from shared.metrics import STAGE_SECONDS
+from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import VectorStore, open_vector_store
+from shared.verticals import EmbedTexts
 
 EMBEDDING_DIM = 384
 
@@ -59,12 +74,19 @@ def live_indexer_group(kafka: KafkaSettings) -> str:
     return f"{kafka.topic_prefix}-indexer"
 
 
+def open_labeller(embed: EmbedTexts, redis_client: redis.Redis) -> Tier1Labeller:
+    """Tier-1 labels for every taxonomy under TAXONOMY_DIR, with people's corrections from Redis."""
+    settings = ClassifierSettings()
+    return Tier1Labeller(TaxonomyCatalog.load(settings.taxonomy_dir), embed, FewShotStore(redis_client),
+                         refresh_s=settings.fewshot_refresh_s)
+
+
 def indexer_loop(kafka: KafkaSettings, store: VectorStore, collection: str, stop: threading.Event,
                  heartbeat: Heartbeat | None = None, *, group: str | None = None,
-                 topic: str | None = None) -> BatchLoop:
+                 topic: str | None = None, labeller: Labeller | None = None) -> BatchLoop:
     source = topic or kafka.embedded_posts_topic
     ensure_topics(kafka, [source, dlq_topic(source)])
-    service = IndexerService(PostIndexer(store, collection, EMBEDDING_DIM))
+    service = IndexerService(PostIndexer(store, collection, EMBEDDING_DIM, labeller))
     consumer = make_consumer(kafka, group or live_indexer_group(kafka))
     return BatchLoop(service="indexer", settings=kafka, consumer=consumer, producer=make_producer(kafka),
                      topics=[source], handle_batch=service.handle_batch, stop=stop, heartbeat=heartbeat)
@@ -89,8 +111,13 @@ def main() -> None:
     }).start()
     from services.indexer.supervisor import IndexerSupervisor  # imports this module
 
+    model = ModelSettings()
+    embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
+                                  intra_op_threads=model.embedding_threads)
+    labeller = open_labeller(embedder.embed, connect_redis(RedisSettings().redis_url))
     try:
-        IndexerSupervisor(kafka, store, open_registry(kafka, store_settings), stop=stop, heartbeat=heartbeat).run()
+        IndexerSupervisor(kafka, store, open_registry(kafka, store_settings), stop=stop, heartbeat=heartbeat,
+                          labeller=labeller).run()
     finally:
         store.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from services.indexer.core import Labeller
 from services.indexer.main import indexer_loop
 from shared.config import KafkaSettings
 from shared.health import Heartbeat
@@ -28,8 +29,10 @@ class _RunningLoop:
 
 class IndexerSupervisor:
     def __init__(self, kafka: KafkaSettings, store: VectorStore, registry: IndexRegistry, *,
-                 stop: threading.Event, heartbeat: Heartbeat | None = None, poll_s: float = 2.0) -> None:
+                 stop: threading.Event, heartbeat: Heartbeat | None = None, poll_s: float = 2.0,
+                 labeller: Labeller | None = None) -> None:
         self.kafka = kafka
+        self.labeller = labeller  # shared by every version's loop: same taxonomies, same corrections
         self.store = store
         self.registry = registry
         self.stop = stop
@@ -78,7 +81,7 @@ class IndexerSupervisor:
     def _start(self, version: IndexVersion) -> None:
         stop = threading.Event()
         loop = indexer_loop(self.kafka, self.store, version.collection, stop, self.heartbeat,
-                            group=version.indexer_group, topic=version.source_topic)
+                            group=version.indexer_group, topic=version.source_topic, labeller=self.labeller)
         thread = threading.Thread(target=loop.run, name=f"indexer-{version.collection}", daemon=True)
         thread.start()
         self.loops[version.collection] = _RunningLoop(thread, stop)

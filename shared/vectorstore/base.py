@@ -13,7 +13,7 @@ frequencies only and a new document never forces the others to be re-encoded.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -29,6 +29,7 @@ INDEXED_FIELDS: dict[str, str] = {
     "published_at": "integer",
     "views": "integer",
     "likes": "integer",
+    "followers": "integer",  # account summaries: the min_followers filter
     "indexed_at_ms": "integer",  # freshness window and its order_by need a range index
     "model_id": "keyword",  # facet: which embedding models the index holds (mid-reindex or not)
     "vertical_labels": "keyword",  # facet: vertical counts per "taxonomy:vertical"
@@ -113,7 +114,7 @@ class SearchFilter(BaseModel):
     """Constraints combined with AND; None means no constraint.
 
     The publication window is half-open, [published_after, published_before), so adjacent
-    windows neither overlap nor leave gaps. min_views / min_likes are inclusive.
+    windows neither overlap nor leave gaps. min_views / min_likes / min_followers are inclusive.
 
     tenant_account_id / tenant_platform are the data a client may see at all. They are separate
     from account_id / platform (what a request asks for) so both apply: a tenant restricted to
@@ -130,6 +131,7 @@ class SearchFilter(BaseModel):
     published_before: int | None = None
     min_views: int | None = None
     min_likes: int | None = None
+    min_followers: int | None = None
     verticals: VerticalCondition | None = None
     tenant_account_id: list[int] | None = Field(None, min_length=1)
     tenant_platform: list[str] | None = Field(None, min_length=1)
@@ -163,6 +165,7 @@ class SearchFilter(BaseModel):
             "published_at": (self.published_after, self.published_before),
             "views": (self.min_views, None),
             "likes": (self.min_likes, None),
+            "followers": (self.min_followers, None),
             "indexed_at_ms": (self.indexed_after, None),
         }
         return {key: (gte, lt) for key, (gte, lt) in bounds.items() if gte is not None or lt is not None}
@@ -195,6 +198,10 @@ class VectorStore(Protocol):
         """Insert or replace points (the whole payload is replaced). Durable when it returns."""
 
     def delete(self, name: str, ids: Sequence[str]) -> None: ...
+
+    def set_payloads(self, name: str, payloads: Mapping[str, dict[str, Any]]) -> None:
+        """Per point id, overwrite the given top-level payload keys (others are kept). Existing
+        points only: callers check with ``retrieve`` first. Durable when it returns."""
 
     def delete_where(self, name: str, flt: SearchFilter) -> None:
         """Delete the points matching flt. Raises ValueError on an unconstrained filter."""

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,15 @@ class EdgeVectorStore:
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:
             self._write(self._collection(name).shard, qe.UpdateOperation.delete_points([canonical_id(i) for i in ids]))
+
+    def set_payloads(self, name: str, payloads: Mapping[str, dict[str, Any]]) -> None:
+        if not payloads:
+            return
+        shard = self._collection(name).shard
+        with self._write_lock, _closed_as_unavailable():
+            for point, payload in payloads.items():
+                shard.update(qe.UpdateOperation.set_payload([canonical_id(point)], payload))
+            shard.flush()  # one fsync for the whole batch of patches
 
     def delete_where(self, name: str, flt: SearchFilter) -> None:
         if flt.is_unconstrained():

@@ -7,7 +7,8 @@ A collection created before hybrid search gets the sparse vector added in place
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 from contextlib import contextmanager
 
 import httpx
@@ -83,6 +84,14 @@ class ServerVectorStore:
         selector = models.PointIdsList(points=[canonical_id(i) for i in ids])
         with _unavailable_on_connection_errors():
             self._client.delete(name, points_selector=selector, wait=True)
+
+    def set_payloads(self, name: str, payloads: Mapping[str, dict[str, Any]]) -> None:
+        if not payloads:
+            return
+        operations = [models.SetPayloadOperation(set_payload=models.SetPayload(
+            payload=payload, points=[canonical_id(point)])) for point, payload in payloads.items()]
+        with _unavailable_on_connection_errors():
+            self._client.batch_update_points(name, update_operations=operations, wait=True)
 
     def delete_where(self, name: str, flt: SearchFilter) -> None:
         if flt.is_unconstrained():

@@ -257,6 +257,18 @@ def test_reupsert_same_id_replaces_vector_and_payload(store: VectorStore, corpus
     assert store.count(COLLECTION, SearchFilter(account_id=[0])) == N_POINTS // 10 - 1
 
 
+def test_set_payloads_overwrites_only_the_given_keys_and_is_filterable(store: VectorStore, corpus: Corpus) -> None:
+    first, second = corpus.ids[3], corpus.ids[4]
+    [before] = store.retrieve(COLLECTION, [first])
+    store.set_payloads(COLLECTION, {first: {"platform": "patched", "labels": ["a"]},
+                                    second: {"labels": ["b", "c"]}})
+    [got_first, got_second] = store.retrieve(COLLECTION, [first, second])
+    assert got_first.payload == {**before.payload, "platform": "patched", "labels": ["a"]}
+    assert got_second.payload["labels"] == ["b", "c"]
+    assert store.count(COLLECTION, SearchFilter(platform=["patched"])) == 1
+    assert store.count(COLLECTION) == N_POINTS  # patches never create points
+
+
 def test_upsert_rejects_wrong_dimension(empty_store: VectorStore) -> None:
     with pytest.raises(Exception):
         empty_store.upsert(COLLECTION, [PointRecord(id=point_id("post", 1), vector=[0.1] * (DIM - 1), payload={})])

@@ -70,6 +70,8 @@ class VerticalLabelOut(BaseModel):
     taxonomy: str
     vertical: str
     confidence: float
+    version: str | None = Field(None, description="Version of the taxonomy the label was decided with.")
+    tier: str | None = Field(None, description='Who decided: "embedding" (tier 1) or "llm" (tier 2).')
 
 
 class Post(BaseModel):

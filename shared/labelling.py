@@ -1,0 +1,85 @@
+"""Tier-1 labels for every enabled taxonomy, kept up to date with people's corrections.
+
+One instance per process (indexer, classifier). Prototype texts are embedded once at start; the
+classifiers are rebuilt only when a taxonomy's few-shot revision moves (checked at most every
+``refresh_s``), which costs one prototype embedding call, not a redeploy. Redis being down only
+means the last examples stay in use.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import redis
+
+from shared.fewshot import FewShotStore
+from shared.logging import get_logger
+from shared.taxonomy import Taxonomy, TaxonomyCatalog, VerticalLabel
+from shared.verticals import EmbedTexts, TierOneResult, VerticalClassifier
+
+log = get_logger(__name__)
+
+
+class Tier1Labeller:
+    def __init__(self, catalog: TaxonomyCatalog, embed: EmbedTexts, fewshot: FewShotStore | None = None,
+                 refresh_s: float = 10.0) -> None:
+        self.embed = embed
+        self.fewshot = fewshot
+        self.refresh_s = refresh_s
+        self.taxonomies = [t for t in catalog.all() if any(v.enabled for v in t.verticals)]
+        self._lock = threading.Lock()
+        self._revisions: dict[str, int] = {}
+        self._checked_at = 0.0
+        self._classifiers = {t.name: self._build(t, self._revision(t)) for t in self.taxonomies}
+
+    def versions(self) -> Mapping[str, str]:
+        return {t.name: t.version for t in self.taxonomies}
+
+    def results(self, vectors: np.ndarray) -> list[list[TierOneResult]]:
+        """Per post, one result per taxonomy (scores, labels, whether tier 2 should look)."""
+        classifiers = self._current()
+        if not classifiers or len(vectors) == 0:
+            return [[] for _ in range(len(vectors))]
+        per_taxonomy = [c.classify(vectors) for c in classifiers]
+        return [list(results) for results in zip(*per_taxonomy, strict=True)]
+
+    def labels(self, vectors: np.ndarray) -> list[list[VerticalLabel]]:
+        return [[label for result in results for label in result.labels] for results in self.results(vectors)]
+
+    def refresh(self) -> None:
+        """Rebuild the classifiers whose examples changed (also called by the feedback learner)."""
+        with self._lock:
+            self._checked_at = time.monotonic()
+            for taxonomy in self.taxonomies:
+                revision = self._revision(taxonomy)
+                if revision is not None and revision != self._revisions.get(taxonomy.name):
+                    self._classifiers[taxonomy.name] = self._build(taxonomy, revision)
+                    log.info("few-shot examples changed: classifier rebuilt", taxonomy=taxonomy.name,
+                             revision=revision)
+
+    def _current(self) -> list[VerticalClassifier]:
+        if self.fewshot is not None and time.monotonic() - self._checked_at >= self.refresh_s:
+            self.refresh()
+        return list(self._classifiers.values())
+
+    def _revision(self, taxonomy: Taxonomy) -> int | None:
+        if self.fewshot is None:
+            return 0
+        try:
+            return self.fewshot.revision(taxonomy.name)
+        except redis.RedisError as exc:
+            log.warning("few-shot examples unavailable: keeping the current ones", error=str(exc))
+            return None
+
+    def _build(self, taxonomy: Taxonomy, revision: int | None) -> VerticalClassifier:
+        examples = {}
+        if self.fewshot is not None and revision:
+            try:
+                examples = self.fewshot.examples(taxonomy.name)
+            except redis.RedisError as exc:
+                log.warning("few-shot examples unavailable: prototypes only", error=str(exc))
+        self._revisions[taxonomy.name] = revision or 0
+        return VerticalClassifier.build(taxonomy, self.embed, examples)
