@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -105,3 +105,38 @@ class ClassifierSettings(_EnvSettings):
 class ServiceSettings(_EnvSettings):
     log_level: str = Field("INFO", description="Log level.")
     metrics_port: int = Field(0, description="Prometheus /metrics port for worker services (0 = off).")
+
+
+class LlmSettings(_EnvSettings):
+    """The optional LLM tier (tier-2 classification, LLM summaries): any OpenAI-compatible endpoint.
+
+    Field figures behind the defaults: a 70B model on a managed endpoint classified 550k posts of
+    4-5k tokens each for about $2,500, i.e. about $1 per million tokens and $0.0045 per post; such
+    endpoints time out at 120 s and throttle (429) under parallel load.
+    """
+
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL (…/v1); requests go to {base}/chat/completions. None = no LLM tier.")
+    llm_model: str = Field("local-model", description="Model name sent in requests; part of every cache key.")
+    llm_api_key: SecretStr | None = Field(None, description="Bearer key for the endpoint (none for a local server).")
+    # ~$1 per 1M tokens: $2,500 / (550k posts x ~4.5k tokens) on a managed 70B endpoint.
+    llm_price_prompt_per_mtok: float = Field(1.0, ge=0, description="US dollars per 1M prompt tokens (cost model).")
+    llm_price_completion_per_mtok: float = Field(
+        1.0, ge=0, description="US dollars per 1M completion tokens (cost model).")
+    llm_max_concurrency: int = Field(
+        4, ge=1, description="Most requests in flight per process; halved on 429, regrown by one per window of successes.")
+    # Below the endpoints' own 120 s, so we give up (and retry) before they do.
+    llm_request_timeout_s: float = Field(60.0, gt=0, description="Timeout of one HTTP request.")
+    llm_deadline_s: float = Field(300.0, gt=0, description="Total time for one batch of posts, retries included.")
+    llm_max_retries: int = Field(4, ge=0, description="Retries of a request (429, 5xx, timeouts, malformed answers).")
+    llm_backoff_base_s: float = Field(
+        1.0, gt=0, description="Backoff before retry n is uniform in [0, base x 2^n] (full jitter), at least Retry-After.")
+    llm_batch_size: int = Field(16, ge=1, description="Posts per classification request.")
+    llm_post_token_budget: int = Field(
+        400, ge=16, description="A post's text is cut to about this many tokens before it is sent (the field sent 4-5k).")
+    llm_budget_usd: float | None = Field(
+        None, ge=0, description="Hard spend cap over the Redis ledger: when reached, no more calls (tier 1 only).")
+    llm_prompt_version: str = Field("v1", description="Bump when prompts change: part of every cache key.")
+    llm_json_mode: bool = Field(
+        True, description='Send response_format={"type": "json_object"} (turn off for endpoints that reject it).')
+

@@ -21,3 +21,22 @@ FRESHNESS_SECONDS = Histogram(
 )
 LAST_BATCH_TS = Gauge("pipeline_last_batch_timestamp_seconds", "When a service last processed a batch", ["service"])
 
+
+# LLM tier (shared/llm.py): every paid token is counted, per taxonomy, vertical (of the labels an
+# answer produced, "-" when none) and stage ("classify" | "summarize"); the Redis ledger
+# (shared/spend.py) keeps the same figures across processes and restarts.
+LLM_TOKENS = Counter("llm_tokens_total", "Tokens billed by the LLM endpoint",
+                     ["taxonomy", "vertical", "stage", "model", "kind"])
+LLM_COST_USD = Counter("llm_cost_usd_total", "Modelled LLM cost, US dollars", ["taxonomy", "vertical", "stage", "model"])
+LLM_REQUESTS = Counter("llm_requests_total", "LLM HTTP requests by outcome", ["stage", "model", "outcome"])
+LLM_REQUEST_SECONDS = Histogram(
+    "llm_request_seconds", "Duration of one LLM HTTP request", ["stage", "model"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+LLM_CONCURRENCY_LIMIT = Gauge("llm_concurrency_limit", "Current adaptive limit of LLM requests in flight", ["model"])
+LLM_BUDGET_STOPS = Counter("llm_budget_exhausted_total", "LLM calls refused because the spend cap is reached",
+                           ["stage", "model"])
+LLM_POSTS = Counter("llm_classified_posts_total", "Posts through tier 2, by result (labelled|cached|failed)",
+                    ["taxonomy", "result"])
+LLM_LABELS_DROPPED = Counter("llm_labels_dropped_total", "Labels in LLM answers that failed validation",
+                             ["taxonomy", "reason"])
