@@ -362,7 +362,7 @@ class LlmClient:
             response = self._http.post("/chat/completions", content=orjson.dumps(body), timeout=timeout)
         except httpx.TimeoutException as exc:
             return _Attempt("timeout", detail=f"no answer within {timeout:.1f}s ({type(exc).__name__})"), None
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # connection refused/reset, protocol and decoding errors
             return _Attempt("connection_error", detail=f"{type(exc).__name__}: {exc}"), None
         status = response.status_code
         if status == 429:

@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 import orjson
 
 from shared.llm import LlmClient, LlmError, MalformedAnswer, Shares, truncate_to_tokens
+from shared.logging import get_logger
 from shared.metrics import LLM_LABELS_DROPPED, LLM_POSTS
 from shared.spend import NO_VERTICAL
 from shared.taxonomy import Taxonomy, VerticalLabel
+
+log = get_logger(__name__)
 
 STAGE = "classify"
 MAX_KEYWORDS_IN_PROMPT = 8  # a few keywords sharpen a description; all of them would cost every request
@@ -191,10 +194,14 @@ class LlmVerticalClassifier:
         found = self.client.cache.get_many([self._cache_key(fingerprint, p) for p in items])
         misses = []
         for post, raw in zip(items, found, strict=True):
-            if raw is None:
+            try:
+                labels = self._labels(taxonomy, orjson.loads(raw)) if raw is not None else None
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                labels = None  # an unreadable entry is a miss: asked again and overwritten
+            if labels is None:
                 misses.append(post)
                 continue
-            result.labels[post.post_id] = self._labels(taxonomy, orjson.loads(raw))
+            result.labels[post.post_id] = labels
             result.cached += 1
         return misses
 
@@ -209,6 +216,10 @@ class LlmVerticalClassifier:
                 answered = self._ask(taxonomy, pending, deadline, result)
             except LlmError as exc:
                 result.failed.update({p.post_id: f"{type(exc).__name__}: {exc}" for p in pending})
+                return result
+            except Exception as exc:  # a bug must not cost the batch its tier-1 labels: report, keep going
+                log.exception("tier-2 classification failed unexpectedly", taxonomy=taxonomy.name)
+                result.failed.update({p.post_id: f"internal error: {type(exc).__name__}: {exc}" for p in pending})
                 return result
             self.client.cache.put_many({self._cache_key(fingerprint, post): orjson.dumps(
                 [{"vertical": v, "confidence": c} for v, c in labels]) for post, labels in answered.items()})

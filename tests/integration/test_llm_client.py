@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from ops.llm_cost import main as llm_cost_main
-from services.classifier.llm_tier import LlmVerticalClassifier, PostToLabel
+from services.classifier.llm_tier import LlmVerticalClassifier, PostToLabel, prompt_fingerprint
 from shared.cache import connect_redis
 from shared.config import LlmSettings
 from shared.events import content_hash
@@ -318,6 +318,16 @@ def test_a_second_pass_makes_no_request_and_costs_nothing(server, redis_client):
     # Another prompt version (or model) is another cache: it pays again.
     other = make_client(server, redis_client, llm_model=client.model, llm_prompt_version="v2")
     assert LlmVerticalClassifier(other).classify(taxonomy, posts).cached == 0
+
+
+def test_an_unreadable_cache_entry_is_a_miss_and_gets_replaced(server, redis_client):
+    client = make_client(server, redis_client)
+    taxonomy, post = make_taxonomy(), make_posts(1)[0]
+    key = client.cache_key("classify", f"{prompt_fingerprint(taxonomy)}:{post.content_hash}")
+    redis_client.set(key, b"{garbage")
+    result = LlmVerticalClassifier(client).classify(taxonomy, [post])
+    assert len(server.requests) == 1 and result.cached == 0 and result.labels[post.post_id]
+    assert orjson.loads(redis_client.get(key)) == [{"vertical": v, "confidence": 0.9} for v in expected_verticals(post)]
 
 
 def test_complete_with_a_cache_key_pays_once(server, redis_client):
