@@ -88,6 +88,8 @@ class VectorStoreSettings(_EnvSettings):
     qdrant_api_key: str | None = Field(None, description="Qdrant server API key.")
     qdrant_edge_path: Path = Field(PROJECT_ROOT / ".dev" / "qdrant", description="Edge shard directory.")
     posts_collection: str = Field("posts", description="Collection holding post vectors.")
+    accounts_collection: str = Field("accounts", description="Collection of account summaries (for the "
+                                     "posts collection's first version; a replay's posts_vN gets accounts_vN).")
 
 
 class ModelSettings(_EnvSettings):
@@ -140,3 +142,27 @@ class LlmSettings(_EnvSettings):
     llm_json_mode: bool = Field(
         True, description='Send response_format={"type": "json_object"} (turn off for endpoints that reject it).')
 
+
+class SummarizerSettings(_EnvSettings):
+    summarizer_debounce_s: float = Field(
+        30.0, gt=0, description="An account touched by a post event is summarized this long after the first "
+        "event (later events in the window join the same recomputation).")
+    summarizer_max_posts: int = Field(20_000, ge=1, description="Summarize at most this many most recent posts.")
+    summarizer_representatives: int = Field(5, ge=1, le=20, description="Themes (representative posts) per summary.")
+    summarizer_keywords: int = Field(12, ge=0, le=50, description="Distinctive words per summary.")
+    summarizer_hashtags: int = Field(8, ge=0, le=50, description="Distinctive hashtags per summary.")
+    summarizer_min_new_posts: int = Field(
+        10, ge=1, description="Material change: this many posts newer than the summary's last post...")
+    summarizer_min_change_ratio: float = Field(
+        0.05, gt=0, description="...or the post count changed by this fraction (deletes, first posts).")
+    summarizer_catch_up_timeout_s: float = Field(
+        120.0, gt=0, description="Wait at most this long for the posts index to show an account's latest event "
+        "before summarizing what it has.")
+    summarizer_lease_s: float = Field(
+        600.0, gt=0, description="A claimed account not finished within this time (a crashed worker) is due again.")
+    summarizer_background_posts: int = Field(
+        5_000, ge=0, description="Posts sampled from the whole index as the keyword background (what is ordinary).")
+    summarizer_background_refresh_s: float = Field(3_600.0, gt=0, description="How often that sample is redrawn.")
+    summarizer_poll_s: float = Field(0.5, gt=0, description="How often the worker looks for due accounts.")
+    taxonomy_dir: Path = Field(PROJECT_ROOT / "config" / "taxonomies", description="Taxonomy YAML files: switched-"
+                               "off verticals stay out of summaries (same variable as the query API's).")

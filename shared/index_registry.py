@@ -97,3 +97,14 @@ class IndexRegistry:
         if self.active() is None:
             self.client.set(self._alias_key, collection)
         return versions[self.active() or collection]
+
+
+def accounts_collection_for(posts_collection: str, posts_alias: str, accounts_base: str) -> str:
+    """The account summaries built from ``posts_collection``: ``accounts`` for the first version (named
+    like the alias), ``accounts_v2`` for ``posts_v2``. Summaries follow their posts' version, so a
+    replay's switch or rollback moves account search together with post search."""
+    if posts_collection == posts_alias:
+        return accounts_base
+    prefix = f"{posts_alias}_"
+    suffix = posts_collection[len(posts_alias):] if posts_collection.startswith(prefix) else f"_{posts_collection}"
+    return f"{accounts_base}{suffix}"

@@ -40,3 +40,12 @@ LLM_POSTS = Counter("llm_classified_posts_total", "Posts through tier 2, by resu
                     ["taxonomy", "result"])
 LLM_LABELS_DROPPED = Counter("llm_labels_dropped_total", "Labels in LLM answers that failed validation",
                              ["taxonomy", "reason"])
+
+# Account summaries (services/summarizer).
+SUMMARY_REFRESHES = Counter("summarizer_refreshes_total", "Due accounts by outcome "
+                            "(computed|unchanged|deleted|deferred)", ["outcome"])
+SUMMARY_SECONDS = Histogram(
+    "summarizer_summary_seconds", "One computed summary: scroll posts, summarize, embed, write",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+SUMMARY_BACKLOG = Gauge("summarizer_dirty_accounts", "Accounts waiting for a summary refresh", ["collection"])

@@ -44,7 +44,7 @@ def account_of(payload: dict) -> Account | None:
 
 def account_filter(filters: AccountFilters, catalog: TaxonomyCatalog) -> SearchFilter:
     verticals = filters.verticals
-    return SearchFilter(platform=filters.platform,
+    return SearchFilter(platform=filters.platform, min_followers=filters.min_followers,
                         verticals=vertical_condition(verticals, catalog, "body.filters.verticals") if verticals else None)
 
 

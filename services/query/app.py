@@ -1,7 +1,8 @@
 """The query API: settings, the app factory and startup wiring.
 
 Locally (VECTOR_STORE=edge) the edge shard can be owned by one process only, so this process
-also runs the indexer loop in a background thread (QUERY_RUN_INDEXER=true).
+also runs the indexer loop and the account summarizer in background threads
+(QUERY_RUN_INDEXER=true, QUERY_RUN_SUMMARIZER=true).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from services.query.encoding import QueryEncoder
 from services.query.errors import install_error_handlers
 from services.query.posts import PostSearch
 from services.query.status import IN_PROCESS, PipelineStatus
+from services.summarizer.main import start_summarizer
 from shared.auth import ApiKeyStore, RateLimiter
 from shared.cache import EmbeddingCache, connect_redis
 from shared.config import KafkaSettings, ModelSettings, RedisSettings, ServiceSettings, VectorStoreSettings
@@ -43,7 +45,7 @@ class QuerySettings(ServiceSettings):
     query_host: str = Field("127.0.0.1", description="Address the API listens on.")
     query_port: int = Field(8000, description="Port of the search API.")
     query_run_indexer: bool = Field(True, description="Run the indexer loop in this process (edge store).")
-    accounts_collection: str = Field("accounts", description="Collection of account summaries (when it exists).")
+    query_run_summarizer: bool = Field(True, description="Run the account summarizer in this process (edge store).")
     taxonomy_dir: Path = Field(DEFAULT_TAXONOMY_DIR, description="Directory of taxonomy YAML files.")
     query_max_results: int = Field(500, ge=10, le=5000, description="Results a query can page through; "
                                    "hybrid search fuses this many candidates of each kind.")
@@ -78,7 +80,7 @@ def build_context(settings: QuerySettings) -> QueryContext:
         freshness_window_s=settings.status_freshness_window_s,
     )
     return QueryContext(
-        store=store, posts_collection=posts, accounts_collection=settings.accounts_collection,
+        store=store, posts_collection=posts, accounts_collection=store_settings.accounts_collection,
         redis=redis_client, keys=ApiKeyStore(redis_client), limiter=RateLimiter(redis_client), catalog=catalog,
         posts=PostSearch(encoder, catalog, settings.query_max_results),
         accounts=AccountSearch(encoder, catalog, settings.account_candidates),
@@ -121,12 +123,16 @@ def create_app(settings: QuerySettings | None = None, context: QueryContext | No
         built, stop = build_context(settings), threading.Event()
         if settings.query_run_indexer:
             built.indexer = start_indexer(built, stop)
+        summarizer = start_summarizer(built.store, built.posts.encoder.embedder, stop, built.catalog.is_enabled) \
+            if settings.query_run_summarizer else None
         app.state.context = built
-        log.info("ready", model_id=built.model_id, indexer=settings.query_run_indexer)
+        log.info("ready", model_id=built.model_id, indexer=settings.query_run_indexer,
+                 summarizer=settings.query_run_summarizer)
         yield
         stop.set()
-        if built.indexer:
-            built.indexer.join(timeout=20)
+        for thread in (built.indexer, summarizer):
+            if thread:
+                thread.join(timeout=20)
         built.status.close()
         built.store.close()
 

@@ -13,6 +13,7 @@ from services.query.index import TenantIndex
 from services.query.posts import PostSearch
 from services.query.status import PipelineStatus
 from shared.auth import ApiKeyStore, DataScope, RateLimiter
+from shared.index_registry import accounts_collection_for
 from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import VectorStore
 
@@ -31,7 +32,7 @@ class QueryContext:
     status: PipelineStatus
     model_id: str
     indexer: threading.Thread | None = None  # the indexer supervisor, when it runs in this process
-    _accounts_open: bool = field(default=False, repr=False)
+    _accounts_opened: set[str] = field(default_factory=set, repr=False)  # holding summaries, open here
     _accounts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def indexer_alive(self) -> bool:
@@ -41,12 +42,17 @@ class QueryContext:
         """The active index version, or ``collection`` (already checked to be a registered version)."""
         return TenantIndex(self.store, collection or self.posts_collection.name(), scope)
 
-    def accounts_index(self, scope: DataScope) -> TenantIndex | None:
-        """The summarizer's accounts collection as this tenant sees it, or None while it does not exist."""
+    def accounts_index(self, scope: DataScope, posts_collection: str | None = None) -> TenantIndex | None:
+        """The account summaries of the posts version searched (the active one by default) as this tenant
+        sees them, or None while there are none (an empty collection would hide every account)."""
+        name = accounts_collection_for(posts_collection or self.posts_collection.name(),
+                                       self.posts_collection.default, self.accounts_collection)
         with self._accounts_lock:
-            if not self._accounts_open:
-                if not self.store.collection_exists(self.accounts_collection):
+            if name not in self._accounts_opened:
+                if not self.store.collection_exists(name):
                     return None
-                self.store.ensure_collection(self.accounts_collection, EMBEDDING_DIM)  # opens an edge shard
-                self._accounts_open = True
-        return TenantIndex(self.store, self.accounts_collection, scope)
+                self.store.ensure_collection(name, EMBEDDING_DIM)  # opens an edge shard
+                if self.store.count(name) == 0:
+                    return None
+                self._accounts_opened.add(name)
+        return TenantIndex(self.store, name, scope)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.query.models.common import Platform, QueryText, StageTimings
+from services.query.models.common import INT64_MAX, Platform, QueryText, StageTimings
 from services.query.models.posts import PostHit, VerticalFilter
 
 AccountSource = Literal["accounts_collection", "post_hits"]
@@ -17,6 +17,8 @@ class AccountFilters(BaseModel):
 
     platform: list[Platform] | None = Field(None, min_length=1, max_length=20)
     verticals: VerticalFilter | None = None
+    min_followers: int | None = Field(None, ge=0, le=INT64_MAX, description="Accounts with at least this many "
+                                      "followers.")
 
 
 class AccountSearchRequest(BaseModel):

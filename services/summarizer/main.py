@@ -1,0 +1,217 @@
+"""summarizer: one extractive summary per account, recomputed when its posts change materially.
+
+Reads:   <prefix>.pipeline.posts.embedded   post.embedded | post.delete | account.purge (keyed by account)
+         (group <prefix>-summarizer; a replay's version <prefix>-summarizer-<collection> on its topic)
+Marks:   Redis <prefix>:summarizer:<accounts collection>:dirty   account -> due time (debounce)
+Reads:   the posts collection (the account's most recent posts and their vectors)
+Writes:  the accounts collection (accounts for posts, accounts_vN for posts_vN): one point per account
+         <prefix>.pipeline.posts.embedded.dlq
+Offsets are committed once the batch's dirty marks are in Redis (and purged summaries deleted).
+
+With the edge engine a shard belongs to one process, so locally the query service runs this in a
+thread (QUERY_RUN_SUMMARIZER=true, ``start_summarizer``); production runs ``python -m
+services.summarizer.main`` against the Qdrant server.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+import redis
+from confluent_kafka import Message
+
+from services.summarizer.dirty import DirtyAccounts
+from services.summarizer.refresh import EMBEDDING_DIM, AccountRefresher, SummaryWorker, TouchedAccounts
+from shared.cache import connect_redis
+from shared.config import (
+    KafkaSettings,
+    ModelSettings,
+    RedisSettings,
+    ServiceSettings,
+    SummarizerSettings,
+    VectorStoreSettings,
+    dlq_topic,
+)
+from shared.embedding import TextEmbedder, load_text_embedder
+from shared.events import MalformedEvent, parse_pipeline_event
+from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
+from shared.index_registry import IndexRegistry, IndexVersion, accounts_collection_for
+from shared.kafka import BatchLoop, BatchResult, DeadLetter, ensure_topics, make_consumer, make_producer
+from shared.logging import configure_logging, get_logger
+from shared.taxonomy import TaxonomyCatalog
+from shared.vectorstore import VectorStore
+
+log = get_logger("summarizer")
+LabelFilter = Callable[[str, str], bool]
+
+
+class SummarizerService:
+    def __init__(self, touched: TouchedAccounts) -> None:
+        self.touched = touched
+
+    def handle_batch(self, messages: list[Message]) -> BatchResult:
+        result, events = BatchResult(), []
+        for message in messages:
+            try:
+                event = parse_pipeline_event(message.value())
+                if event.kind == "post.upsert":
+                    raise MalformedEvent("post.upsert without a vector: wrong topic")
+                if event.kind == "post.embedded" and len(event.vector()) != EMBEDDING_DIM:
+                    raise MalformedEvent(f"vector has {len(event.vector())} dimensions, expected {EMBEDDING_DIM}")
+                events.append((account_of(event, message.key()), event))
+            except (MalformedEvent, ValueError) as exc:
+                result.dead_letters.append(DeadLetter(message, exc))
+        self.touched.apply(events)
+        return result
+
+
+def account_of(event: object, key: bytes | None) -> int:
+    """The event's account: from the event, else from the message key ({"account_id": ...})."""
+    post = getattr(event, "post", None)
+    account_id = post.account_id if post is not None else getattr(event, "account_id", None)
+    if account_id is None and key:
+        try:
+            account_id = orjson.loads(key).get("account_id")
+        except (orjson.JSONDecodeError, AttributeError):
+            account_id = None
+    if not isinstance(account_id, int):
+        raise MalformedEvent("event names no account (neither in the event nor in the key)")
+    return account_id
+
+
+def summarizer_group(kafka: KafkaSettings, registry: IndexRegistry, version: IndexVersion) -> str:
+    live = version.collection == registry.alias
+    return f"{kafka.topic_prefix}-summarizer" if live else f"{kafka.topic_prefix}-summarizer-{version.collection}"
+
+
+@dataclass
+class _RunningVersion:
+    threads: tuple[threading.Thread, threading.Thread]
+    stop: threading.Event
+
+    def alive(self) -> bool:
+        return all(t.is_alive() for t in self.threads)
+
+
+class SummarizerSupervisor:
+    """Per registered index version: a consumer marking accounts dirty and a worker refreshing them,
+    into that version's accounts collection (so a replay's alias switch brings its summaries along)."""
+
+    def __init__(self, *, kafka: KafkaSettings, store: VectorStore, registry: IndexRegistry, redis_client: redis.Redis,
+                 embedder: TextEmbedder, settings: SummarizerSettings, accounts_base: str, stop: threading.Event,
+                 label_enabled: LabelFilter | None = None, heartbeat: Heartbeat | None = None,
+                 poll_s: float = 2.0) -> None:
+        self.kafka, self.store, self.registry, self.redis = kafka, store, registry, redis_client
+        self.embedder, self.settings, self.accounts_base = embedder, settings, accounts_base
+        self.stop, self.label_enabled, self.heartbeat, self.poll_s = stop, label_enabled, heartbeat, poll_s
+        self.running: dict[str, _RunningVersion] = {}
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self.reconcile()
+                self.stop.wait(self.poll_s)
+        finally:
+            for version in self.running.values():
+                version.stop.set()
+            for version in self.running.values():
+                for thread in version.threads:
+                    thread.join(timeout=30)
+
+    def reconcile(self) -> None:
+        versions = self.registry.versions()
+        for name, version in versions.items():
+            if name not in self.running or not self.running[name].alive():
+                if name in self.running:
+                    self.running.pop(name).stop.set()
+                self.running[name] = self._start(version)
+        for name in [n for n in self.running if n not in versions]:
+            log.info("index version dropped: stopping its summarizer", collection=name)
+            self.running.pop(name).stop.set()
+
+    def accounts_collection(self, posts_collection: str) -> str:
+        return accounts_collection_for(posts_collection, self.registry.alias, self.accounts_base)
+
+    def _start(self, version: IndexVersion) -> _RunningVersion:
+        stop = threading.Event()
+        accounts = self.accounts_collection(version.collection)
+        self.store.ensure_collection(version.collection, EMBEDDING_DIM)
+        dirty = DirtyAccounts(self.redis, self.kafka.topic_prefix, accounts)
+        refresher = AccountRefresher(self.store, version.collection, accounts, self.embedder, self.settings,
+                                     self.label_enabled)
+        touched = TouchedAccounts(self.store, accounts, dirty, int(self.settings.summarizer_debounce_s * 1000))
+        loop = summarizer_loop(self.kafka, touched, stop, self.heartbeat,
+                               group=summarizer_group(self.kafka, self.registry, version), topic=version.source_topic)
+        worker = SummaryWorker(dirty, refresher, self.settings, stop)
+        threads = (threading.Thread(target=loop.run, name=f"summarizer-consumer-{accounts}", daemon=True),
+                   threading.Thread(target=worker.run, name=f"summarizer-worker-{accounts}", daemon=True))
+        for thread in threads:
+            thread.start()
+        log.info("summarizing version", posts=version.collection, accounts=accounts, topic=version.source_topic)
+        return _RunningVersion(threads, stop)
+
+
+def summarizer_loop(kafka: KafkaSettings, touched: TouchedAccounts, stop: threading.Event,
+                    heartbeat: Heartbeat | None = None, *, group: str, topic: str) -> BatchLoop:
+    ensure_topics(kafka, [topic, dlq_topic(topic)])
+    return BatchLoop(service="summarizer", settings=kafka, consumer=make_consumer(kafka, group),
+                     producer=make_producer(kafka), topics=[topic], handle_batch=SummarizerService(touched).handle_batch,
+                     stop=stop, heartbeat=heartbeat)
+
+
+def open_supervisor(store: VectorStore, embedder: TextEmbedder, stop: threading.Event, *,
+                    label_enabled: LabelFilter | None = None, heartbeat: Heartbeat | None = None) -> SummarizerSupervisor:
+    """Wired from the environment; the registry registers the live version if Redis has none."""
+    from services.indexer.main import open_registry  # the same registry bootstrap as the indexer
+
+    kafka, store_settings, settings = KafkaSettings(), VectorStoreSettings(), SummarizerSettings()
+    if label_enabled is None:
+        label_enabled = TaxonomyCatalog.load(settings.taxonomy_dir).is_enabled
+    return SummarizerSupervisor(kafka=kafka, store=store, registry=open_registry(kafka, store_settings),
+                                redis_client=connect_redis(RedisSettings().redis_url), embedder=embedder,
+                                settings=settings, accounts_base=store_settings.accounts_collection, stop=stop,
+                                label_enabled=label_enabled, heartbeat=heartbeat)
+
+
+def start_summarizer(store: VectorStore, embedder: TextEmbedder, stop: threading.Event,
+                     label_enabled: LabelFilter | None = None) -> threading.Thread:
+    """The summarizer inside another process (the query API owns the edge shards), restarted in place
+    when Redis or the broker fails (a standalone one would be restarted by Kubernetes)."""
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                open_supervisor(store, embedder, stop, label_enabled=label_enabled).run()
+            except Exception as exc:  # noqa: BLE001 (any failure: log it and start again)
+                log.warning("summarizer failed, restarting in 2 s", error=repr(exc))
+                stop.wait(2)
+
+    thread = threading.Thread(target=run, name="summarizer-supervisor", daemon=True)
+    thread.start()
+    return thread
+
+
+def main() -> None:
+    settings, kafka, store_settings, model = ServiceSettings(), KafkaSettings(), VectorStoreSettings(), ModelSettings()
+    configure_logging(settings.log_level, service="summarizer")
+    from services.indexer.main import open_store
+
+    store = open_store(store_settings)
+    embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
+                                  intra_op_threads=model.embedding_threads)
+    heartbeat, stop = Heartbeat(), shutdown_event()
+    HealthServer(settings.metrics_port, heartbeat, {
+        "kafka": kafka_reachable(kafka.kafka_bootstrap_servers),
+        "redis": redis_reachable(connect_redis(RedisSettings().redis_url)),
+    }).start()
+    try:
+        open_supervisor(store, embedder, stop, heartbeat=heartbeat).run()
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    main()
