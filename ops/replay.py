@@ -1,18 +1,25 @@
 """Reprocess into a new index version while live ingestion keeps serving the current one, verify
 it, and switch the alias atomically.
 
+    python -m ops.replay --stage pipeline                    # everything again, from the CDC topics
     python -m ops.replay --stage embed --model int8          # re-embed everything with a new model
     python -m ops.replay --stage index --from 2026-11-01T00:00  # re-index from a point in time
     python -m ops.replay --dry-run --stage embed --model int8 # what it would cost, nothing changes
     python -m ops.replay --rollback                          # point the alias back
+    python -m ops.replay --drop posts_v2                     # discard a version that is not active
     python -m ops.replay --status
 
-Stages: ``index`` re-reads the embedded topic into a new collection (a collection setting or
-payload change); ``embed`` re-reads the viable-posts topic, embeds with the chosen model (cache
-first) into a version topic, and indexes that. The new version gets its own consumer groups, so
-live changes reach it as well; consumer offsets are set through the Kafka admin API, topics are
-never deleted. Switching needs: the new version holds as many points as MariaDB has viable posts,
-and canary queries' top results overlap the current version's (or ``--override``).
+Stages: ``pipeline`` re-reads the CDC source topics through a viability loop of its own (own
+consumer group, own state in Redis, the VIABILITY_* rules of this command's environment), then
+embeds and indexes into the new version: the way to reprocess after a viability rule change or a
+bug fix. ``embed`` re-reads the viable-posts topic, embeds with the chosen model (cache first) into
+a version topic, and indexes that. ``index`` re-reads the embedded topic into a new collection (a
+collection setting or payload change). The new version gets its own consumer groups, so live
+changes reach it as well; consumer offsets are set through the Kafka admin API, topics are never
+deleted. Switching needs: the new version holds as many points as MariaDB has viable posts (by the
+version's rules, counted again while it catches up), and canary queries' top results overlap the
+current version's (or ``--override``). A pipeline replay from an offset or a time starts with an
+empty state, so it only knows accounts and posts changed since then: verification will say so.
 """
 
 from __future__ import annotations
@@ -20,19 +27,29 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import httpx
 import pymysql
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from services.viability.core import ViabilityRules
 from services.viability.main import ViabilitySettings
+from services.viability.state import replay_namespace
 from shared.cache import connect_redis
 from shared.config import KafkaSettings, MariaDBSettings, RedisSettings, VectorStoreSettings
 from shared.embedding import embedding_model_id
-from shared.events import MalformedEvent, PostUpsert, content_hash, parse_pipeline_event
+from shared.events import (
+    MalformedEvent,
+    PostRecord,
+    PostUpsert,
+    content_hash,
+    parse_change_event,
+    parse_pipeline_event,
+)
 from shared.index_registry import IndexRegistry, IndexVersion
 
 CANARY_QUERIES = (
@@ -46,27 +63,47 @@ CANARY_QUERIES = (
 # --- planning ------------------------------------------------------------------------------
 
 
-def plan_version(kafka: KafkaSettings, registry: IndexRegistry, stage: str, model_variant: str) -> IndexVersion:
+def plan_version(kafka: KafkaSettings, registry: IndexRegistry, stage: str, model_variant: str,
+                 rules: ViabilityRules | None = None) -> IndexVersion:
     number = registry.next_version()
     collection = f"{registry.alias}_v{number}"
     if stage == "index":
         return IndexVersion(collection=collection, version=number, stage="index",
                             source_topic=kafka.embedded_posts_topic, indexer_group=f"{kafka.topic_prefix}-indexer-{collection}",
                             model_variant=model_variant)
-    return IndexVersion(
+    embed = IndexVersion(
         collection=collection, version=number, stage="embed",
         source_topic=f"{kafka.embedded_posts_topic}.{collection}",
         indexer_group=f"{kafka.topic_prefix}-indexer-{collection}",
         embed_from_topic=kafka.viable_posts_topic, embedder_group=f"{kafka.topic_prefix}-embedder-{collection}",
         model_variant=model_variant,
     )
+    if stage == "embed":
+        return embed
+    # Whole pipeline: a viability loop of its own writes a viable topic of its own for the embedder.
+    return embed.model_copy(update={
+        "stage": "pipeline",
+        "embed_from_topic": f"{kafka.viable_posts_topic}.{collection}",
+        "viability_group": f"{kafka.topic_prefix}-viability-{collection}",
+        "viability_namespace": replay_namespace(kafka.topic_prefix, collection, embed.created_ms),
+        "viability_rules": (rules or ViabilitySettings().rules()).model_dump(),
+    })
 
 
-def first_stage(version: IndexVersion) -> tuple[str, str]:
-    """The (group, topic) that reads the already-existing history for this version."""
+def first_stage(kafka: KafkaSettings, version: IndexVersion) -> tuple[str, list[str]]:
+    """The (group, topics) that read the already-existing history for this version."""
+    if version.stage == "pipeline":
+        return version.viability_group, [kafka.accounts_topic, kafka.posts_topic]
     if version.stage == "embed":
-        return version.embedder_group, version.embed_from_topic
-    return version.indexer_group, version.source_topic
+        return version.embedder_group, [version.embed_from_topic]
+    return version.indexer_group, [version.source_topic]
+
+
+def version_rules(version: IndexVersion) -> ViabilityRules:
+    """The rules the version's posts were chosen by: its own (stage pipeline) or the live service's."""
+    if version.viability_rules is not None:
+        return ViabilityRules(**version.viability_rules)
+    return ViabilitySettings().rules()
 
 
 def parse_start(value: str) -> int | datetime | None:
@@ -79,7 +116,11 @@ def parse_start(value: str) -> int | datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def start_offsets(kafka: KafkaSettings, topic: str, start: int | datetime | None) -> list[TopicPartition]:
+def start_offsets(kafka: KafkaSettings, topics: list[str], start: int | datetime | None) -> list[TopicPartition]:
+    return [offset for topic in topics for offset in _topic_start_offsets(kafka, topic, start)]
+
+
+def _topic_start_offsets(kafka: KafkaSettings, topic: str, start: int | datetime | None) -> list[TopicPartition]:
     consumer = Consumer({"bootstrap.servers": kafka.kafka_bootstrap_servers, "group.id": "ops-replay-planner"})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -111,15 +152,19 @@ class CostEstimate:
     model_calls: int
     llm_tokens: int = 0
     llm_dollars: float = 0.0
+    snapshot_accounts: int = 0  # stage pipeline: accounts whose posts the source is asked for again
 
-    def render(self, version: IndexVersion) -> str:
+    def render(self, version: IndexVersion, topics: list[str]) -> str:
         lines = [
             f"would build {version.collection} (stage {version.stage}, model {version.model_variant}) "
-            f"from {first_stage(version)[1]}",
+            f"from {', '.join(topics)}",
             f"  messages to reprocess : {self.messages:,}",
             f"  posts to (re)index    : {self.upserts:,}",
         ]
-        if version.stage == "embed":
+        if version.stage == "pipeline":
+            lines += [f"  viability rules       : {version_rules(version).model_dump()}",
+                      f"  accounts re-read      : ~{self.snapshot_accounts:,} (incremental snapshots of their posts)"]
+        if version.stage != "index":
             lines += [f"  embedding cache hits  : {self.cache_hits:,}",
                       f"  model calls (texts)   : {self.model_calls:,} (local model: no per-call cost)"]
         lines.append(f"  LLM tokens / dollars  : {self.llm_tokens:,} / ${self.llm_dollars:,.2f} "
@@ -132,17 +177,11 @@ def estimate(kafka: KafkaSettings, version: IndexVersion, offsets: list[TopicPar
     model_id = embedding_model_id(version.model_variant == "int8")
     client = connect_redis(redis_url)
     cost = CostEstimate(0, 0, 0, 0)
-    hashes: set[str] = set()
-    for value in _read_from(kafka, offsets):
-        cost.messages += 1
-        try:
-            event = parse_pipeline_event(value)
-        except MalformedEvent:
-            continue
-        if isinstance(event, PostUpsert) or event.kind == "post.embedded":
-            cost.upserts += 1
-            hashes.add(content_hash(event.post.embedding_text()))
-    if version.stage == "embed":
+    if version.stage == "pipeline":
+        hashes = _viable_post_texts(kafka, version, offsets, cost)
+    else:
+        hashes = _pipeline_post_texts(kafka, offsets, cost)
+    if version.stage != "index":
         ordered = sorted(hashes)
         for i in range(0, len(ordered), 1000):
             with client.pipeline(transaction=False) as pipe:
@@ -153,7 +192,42 @@ def estimate(kafka: KafkaSettings, version: IndexVersion, offsets: list[TopicPar
     return cost
 
 
-def _read_from(kafka: KafkaSettings, offsets: list[TopicPartition], idle_s: float = 2.0):
+def _pipeline_post_texts(kafka: KafkaSettings, offsets: list[TopicPartition], cost: CostEstimate) -> set[str]:
+    hashes: set[str] = set()
+    for message in _read_from(kafka, offsets):
+        cost.messages += 1
+        try:
+            event = parse_pipeline_event(message.value())
+        except MalformedEvent:
+            continue
+        if isinstance(event, PostUpsert) or event.kind == "post.embedded":
+            cost.upserts += 1
+            hashes.add(content_hash(event.post.embedding_text()))
+    return hashes
+
+
+def _viable_post_texts(kafka: KafkaSettings, version: IndexVersion, offsets: list[TopicPartition],
+                       cost: CostEstimate) -> set[str]:
+    """Texts of the posts the version's rules keep, as the CDC topics carry them; every account with
+    such posts becomes viable during the replay and has its posts read again from the source once."""
+    viable = viable_posts(MariaDBSettings(), version_rules(version))
+    cost.snapshot_accounts = len(set(viable.values()))
+    hashes: set[str] = set()
+    for message in _read_from(kafka, offsets):
+        cost.messages += 1
+        try:
+            change = parse_change_event(message.value())
+        except (MalformedEvent, ValueError):
+            continue
+        if message.topic() == kafka.posts_topic and change is not None and change.op != "d":
+            post = PostRecord.model_validate(change.row)
+            if post.id in viable:
+                hashes.add(content_hash(post.embedding_text()))
+    cost.upserts = len(viable)
+    return hashes
+
+
+def _read_from(kafka: KafkaSettings, offsets: list[TopicPartition], idle_s: float = 2.0) -> Iterator[Message]:
     consumer = Consumer({"bootstrap.servers": kafka.kafka_bootstrap_servers, "group.id": "ops-replay-estimate",
                          "enable.auto.commit": False, "enable.partition.eof": True})
     consumer.assign(offsets)
@@ -163,7 +237,7 @@ def _read_from(kafka: KafkaSettings, offsets: list[TopicPartition], idle_s: floa
             for message in consumer.consume(1000, 0.5):
                 deadline = time.monotonic() + idle_s
                 if message.error() is None:
-                    yield message.value()
+                    yield message
                 else:
                     remaining.discard(message.partition())
     finally:
@@ -173,14 +247,25 @@ def _read_from(kafka: KafkaSettings, offsets: list[TopicPartition], idle_s: floa
 # --- progress and verification -------------------------------------------------------------
 
 
-def expected_points(mariadb: MariaDBSettings, rules) -> int:
+def expected_points(mariadb: MariaDBSettings, rules: ViabilityRules) -> int:
     """Viable posts in the source of truth, by the same rules the viability service applies."""
     viable_sql, params = rules.viable_posts_sql()
+    return _query(mariadb, f"SELECT COUNT(*) FROM ({viable_sql}) viable", params)[0][0]
+
+
+def viable_posts(mariadb: MariaDBSettings, rules: ViabilityRules) -> dict[int, int]:
+    """post id → account id of every post the rules keep."""
+    viable_sql, params = rules.viable_posts_sql()
+    return dict(_query(mariadb, f"SELECT p.id, p.account_id FROM ({viable_sql}) viable JOIN posts p USING (id)",
+                       params))
+
+
+def _query(mariadb: MariaDBSettings, sql: str, params: tuple) -> list[tuple]:
     connection = pymysql.connect(**mariadb.connect_kwargs())
     try:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT COUNT(*) FROM ({viable_sql}) viable", params)
-            return cursor.fetchone()[0]
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
     finally:
         connection.close()
 
@@ -194,10 +279,18 @@ def progress_line(done: int, total: int, started: float) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} points  {rate:,.0f}/s  ETA {eta:,.0f}s"
 
 
-def wait_until_caught_up(registry: IndexRegistry, collection: str, expected: int, timeout_s: float,
-                         out=sys.stdout) -> int:
+def wait_until_caught_up(registry: IndexRegistry, collection: str, count_expected: Callable[[], int],
+                         timeout_s: float, out=sys.stdout, recount_s: float = 5.0) -> tuple[int, int]:
+    """Poll the version's point count until it equals the source of truth's; (points, expected).
+
+    The source is counted again every ``recount_s``: live changes keep arriving while a replay
+    catches up, and they reach the new version too, so a count taken once at the start goes stale.
+    """
     started, points, stable_since = time.monotonic(), -1, None
+    expected, counted_at = count_expected(), time.monotonic()
     while time.monotonic() - started < timeout_s:
+        if time.monotonic() - counted_at >= recount_s:
+            expected, counted_at = count_expected(), time.monotonic()
         version = registry.versions().get(collection)
         current = version.points if version else 0
         out.write("\r" + progress_line(current, expected, started))
@@ -205,14 +298,17 @@ def wait_until_caught_up(registry: IndexRegistry, collection: str, expected: int
         if current == expected:
             stable_since = stable_since or time.monotonic()
             if time.monotonic() - stable_since >= 4:  # two indexer reports in a row agree
-                out.write("\n")
-                return current
+                expected = count_expected()  # and the source has not moved meanwhile
+                if current == expected:
+                    out.write("\n")
+                    return current, expected
+                stable_since = None
         else:
             stable_since = None
         points = current
         time.sleep(1)
     out.write("\n")
-    return points
+    return points, expected
 
 
 def canary_overlap(api_url: str, api_key: str | None, active: str, candidate: str, queries=CANARY_QUERIES,
@@ -258,6 +354,8 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         print_status(registry)
         return 0
+    if args.drop:
+        return drop(registry, args.drop)
     if args.rollback:
         previous = registry.previous()
         if not previous or previous not in registry.versions():
@@ -267,20 +365,38 @@ def run(args: argparse.Namespace) -> int:
         print(f"alias {registry.alias} → {previous}")
         return 0
     version = plan_version(kafka, registry, args.stage, args.model)
-    group, topic = first_stage(version)
-    offsets = start_offsets(kafka, topic, parse_start(args.start))
+    group, topics = first_stage(kafka, version)
+    offsets = start_offsets(kafka, topics, parse_start(args.start))
     if args.dry_run:
-        print(estimate(kafka, version, offsets, RedisSettings().redis_url).render(version))
+        print(estimate(kafka, version, offsets, RedisSettings().redis_url).render(version, topics))
         return 0
     set_group_offsets(kafka, group, offsets)
     registry.register(version)
-    print(f"building {version.collection} from {topic} (group {group}); live keeps serving {registry.active()}")
+    print(f"building {version.collection} from {', '.join(topics)} (group {group}); "
+          f"live keeps serving {registry.active()}")
     return finish(args, registry, version)
 
 
+def drop(registry: IndexRegistry, collection: str) -> int:
+    """Forget a version: every service stops its loops for it, viability deletes its state. Its
+    topics, consumer groups and collection stay (nothing is deleted from Kafka), and its number is
+    never given out again."""
+    if collection not in registry.versions():
+        print(f"unknown index version {collection!r}", file=sys.stderr)
+        return 1
+    try:
+        registry.drop(collection)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"dropped {collection}; its loops stop within seconds")
+    return 0
+
+
 def finish(args: argparse.Namespace, registry: IndexRegistry, version: IndexVersion) -> int:
-    expected = expected_points(MariaDBSettings(), ViabilitySettings().rules())
-    points = wait_until_caught_up(registry, version.collection, expected, args.timeout)
+    rules = version_rules(version)
+    points, expected = wait_until_caught_up(registry, version.collection,
+                                            lambda: expected_points(MariaDBSettings(), rules), args.timeout)
     active = registry.active()
     problems = []
     if points != expected:
@@ -304,13 +420,16 @@ def finish(args: argparse.Namespace, registry: IndexRegistry, version: IndexVers
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.replay", description=__doc__.split("\n\n")[0].replace("\n", " "),
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=["index", "embed"], default="embed", help="where reprocessing starts")
-    parser.add_argument("--model", choices=["fp32", "int8"], default="fp32", help="embedding model (stage embed)")
+    parser.add_argument("--stage", choices=["pipeline", "embed", "index"], default="embed",
+                        help="where reprocessing starts: pipeline = from the CDC topics through viability")
+    parser.add_argument("--model", choices=["fp32", "int8"], default="fp32",
+                        help="embedding model (stages embed and pipeline)")
     parser.add_argument("--from", dest="start", default="earliest",
                         help="earliest (default), an offset, or an ISO timestamp")
     parser.add_argument("--dry-run", action="store_true", help="print what would be reprocessed and its cost")
     parser.add_argument("--rollback", action="store_true", help="point the alias back at the previous version")
     parser.add_argument("--status", action="store_true", help="list index versions and the active one")
+    parser.add_argument("--drop", metavar="COLLECTION", help="discard a version that is not active")
     parser.add_argument("--override", action="store_true", help="switch even if verification fails")
     parser.add_argument("--no-switch", action="store_true", help="verify, but leave the alias where it is")
     parser.add_argument("--min-overlap", type=float, default=0.6, help="canary top-10 overlap needed to switch")

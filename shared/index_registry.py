@@ -1,9 +1,10 @@
 """Index versions and the alias that says which one search reads, shared through Redis.
 
 A replay builds a new version (``posts_v2``) next to the live one: the registry tells the
-indexer (and, for a re-embedding replay, the embedder) to run one more consumer loop for it, and
-tells the query service which collection the ``posts`` alias points at. Switching the alias is one
-Redis SET, so every reader moves at once; rollback is the same SET back.
+indexer (for a re-embedding replay also the embedder, for a whole-pipeline replay also viability)
+to run one more consumer loop for it, and tells the query service which collection the ``posts``
+alias points at. Switching the alias is one Redis SET, so every reader moves at once; rollback is
+the same SET back.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Literal
 import redis
 from pydantic import BaseModel, Field
 
-Stage = Literal["index", "embed"]  # where a version's own processing starts
+Stage = Literal["index", "embed", "pipeline"]  # where a version's own processing starts
 
 
 class IndexVersion(BaseModel):
@@ -26,6 +27,9 @@ class IndexVersion(BaseModel):
     embed_from_topic: str | None = None  # stage "embed": what its embedder reads...
     embedder_group: str | None = None  # ...with this consumer group...
     model_variant: Literal["fp32", "int8"] = "fp32"  # ...and this model
+    viability_group: str | None = None  # stage "pipeline": its viability reads the CDC topics with this group,...
+    viability_namespace: str | None = None  # ...keeps its own state under this Redis namespace,...
+    viability_rules: dict[str, int] | None = None  # ...decides by these rules and writes embed_from_topic
     created_ms: int = Field(default_factory=lambda: int(time.time() * 1000))
     points: int = 0  # reported by the indexer that owns the collection
     points_updated_ms: int = 0
@@ -38,6 +42,7 @@ class IndexRegistry:
         self._versions_key = f"{namespace}:index:{alias}:versions"
         self._alias_key = f"{namespace}:index:{alias}:active"
         self._previous_key = f"{namespace}:index:{alias}:previous"
+        self._last_number_key = f"{namespace}:index:{alias}:last_version"
         self.live: IndexVersion | None = None  # what bootstrap registered, to restore after a Redis wipe
 
     # --- versions --------------------------------------------------------------------------
@@ -48,6 +53,8 @@ class IndexRegistry:
 
     def register(self, version: IndexVersion) -> None:
         self.client.hset(self._versions_key, version.collection, version.model_dump_json())
+        if version.version > int(self.client.get(self._last_number_key) or 0):
+            self.client.set(self._last_number_key, version.version)
 
     def report_points(self, collection: str, points: int) -> None:
         version = self.versions().get(collection)
@@ -61,7 +68,10 @@ class IndexRegistry:
         self.client.hdel(self._versions_key, collection)
 
     def next_version(self) -> int:
-        return max((v.version for v in self.versions().values()), default=0) + 1
+        """Never a dropped version's number again: its topics, consumer groups and shard directory
+        are left in place (never deleted), so a new version must not inherit them."""
+        registered = max((v.version for v in self.versions().values()), default=0)
+        return max(registered, int(self.client.get(self._last_number_key) or 0)) + 1
 
     # --- alias -----------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ Reads:   <prefix>.pipeline.posts.viable    post.upsert | post.delete | account.p
 Writes:  <prefix>.pipeline.posts.embedded  key {"account_id"}  post.embedded (+ deletes/purges unchanged)
          <prefix>.pipeline.posts.viable.dlq
 Cache:   Redis emb:<model id>:<sha256 of text> → float32 bytes
+Replays: one more loop per index version that re-embeds (stages "embed" and "pipeline").
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from shared.index_registry import IndexRegistry, IndexVersion
 from shared.kafka import BatchLoop, BatchResult, DeadLetter, OutboundMessage, ensure_topics, make_consumer, make_producer
 from shared.logging import configure_logging, get_logger
 from shared.metrics import STAGE_SECONDS
+from shared.version_loops import VersionLoops
 
 log = get_logger("embedder")
 
@@ -62,37 +64,19 @@ def embedder_loop(kafka: KafkaSettings, embedding: PostEmbedding, *, group: str,
                      heartbeat=heartbeat)
 
 
-class ReplayEmbedders:
-    """Extra embedder loops for index versions a replay re-embeds (stage "embed"), each with its own
-    consumer group, output topic and model variant; the live loop is not one of them."""
+def replay_embedders(kafka: KafkaSettings, registry: IndexRegistry, embeddings: Callable[[str], PostEmbedding],
+                     stop: threading.Event, heartbeat: Heartbeat) -> VersionLoops:
+    """Extra embedder loops for index versions a replay re-embeds: stage "embed" reads the live viable
+    topic, stage "pipeline" its own version's viable topic; each with its own consumer group, output
+    topic and model variant. The live loop is not one of them."""
 
-    def __init__(self, kafka: KafkaSettings, registry: IndexRegistry, embeddings: Callable[[str], PostEmbedding],
-                 stop: threading.Event, heartbeat: Heartbeat) -> None:
-        self.kafka, self.registry, self.embeddings = kafka, registry, embeddings
-        self.stop, self.heartbeat = stop, heartbeat
-        self.loops: dict[str, tuple[threading.Thread, threading.Event]] = {}
+    def build(version: IndexVersion, loop_stop: threading.Event) -> BatchLoop:
+        return embedder_loop(kafka, embeddings(version.model_variant), group=version.embedder_group,
+                             output_topic=version.source_topic, source=version.embed_from_topic, stop=loop_stop,
+                             heartbeat=heartbeat)
 
-    def run(self) -> None:
-        while not self.stop.wait(2):
-            versions = {n: v for n, v in self.registry.versions().items() if v.stage == "embed"}
-            for name, version in versions.items():
-                if name not in self.loops or not self.loops[name][0].is_alive():
-                    self._start(version)
-            for name in [n for n in self.loops if n not in versions]:
-                self.loops.pop(name)[1].set()
-        for _, stop in self.loops.values():
-            stop.set()
-
-    def _start(self, version: IndexVersion) -> None:
-        stop = threading.Event()
-        loop = embedder_loop(self.kafka, self.embeddings(version.model_variant), group=version.embedder_group,
-                             output_topic=version.source_topic, source=version.embed_from_topic, stop=stop,
-                             heartbeat=self.heartbeat)
-        thread = threading.Thread(target=loop.run, name=f"embedder-{version.collection}", daemon=True)
-        thread.start()
-        self.loops[version.collection] = (thread, stop)
-        log.info("re-embedding for a new index version", collection=version.collection,
-                 model_variant=version.model_variant)
+    return VersionLoops(registry, service="embedder", wants=lambda v: v.embed_from_topic is not None,
+                        build=build, stop=stop)
 
 
 def main() -> None:
@@ -111,8 +95,7 @@ def main() -> None:
     # Redis is a cache here: the embedder keeps working without it, so it is not a readiness check.
     HealthServer(settings.metrics_port, heartbeat, {"kafka": kafka_reachable(kafka.kafka_bootstrap_servers)}).start()
     registry = IndexRegistry(redis_client, kafka.topic_prefix, alias=VectorStoreSettings().posts_collection)
-    replays = ReplayEmbedders(kafka, registry, embeddings, stop, heartbeat)
-    threading.Thread(target=replays.run, name="replay-embedders", daemon=True).start()
+    replay_embedders(kafka, registry, embeddings, stop, heartbeat).start()
     embedder_loop(kafka, embeddings("fp32"), group=f"{kafka.topic_prefix}-embedder",
                   output_topic=kafka.embedded_posts_topic, stop=stop, heartbeat=heartbeat).run()
 

@@ -5,19 +5,26 @@ Writes:  <prefix>.pipeline.posts.viable  key {"account_id"}  post.upsert | post.
          <prefix>-signal                 key <prefix>        execute-snapshot (posts of a newly viable account)
          <topic>.dlq                                         malformed input, with the reason in headers
 State:   Redis (accounts, post index per account, viable set)
+
+A whole-pipeline replay (``ops.replay --stage pipeline``) registers an index version; this process
+then runs one more loop for it: the same topics from the replay's start offsets, its own consumer
+group, its own state namespace and rules, writing the version's viable topic
+(<prefix>.pipeline.posts.viable.<collection>). Dropping the version stops the loop and deletes its state.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
+import redis
 from confluent_kafka import Message
 from pydantic import Field
 
 from services.viability.core import SnapshotRequest, ViabilityFilter, ViabilityRules
-from services.viability.state import RedisViabilityState
+from services.viability.state import RedisViabilityState, delete_state, replay_namespaces
 from shared.cache import connect_redis
-from shared.config import KafkaSettings, RedisSettings, ServiceSettings, dlq_topic
+from shared.config import KafkaSettings, RedisSettings, ServiceSettings, VectorStoreSettings, dlq_topic
 from shared.events import (
     MalformedEvent,
     account_key,
@@ -26,9 +33,13 @@ from shared.events import (
     parse_change_event,
 )
 from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
+from shared.index_registry import IndexRegistry, IndexVersion
 from shared.kafka import BatchLoop, BatchResult, DeadLetter, OutboundMessage, ensure_topics, make_consumer, make_producer
-from shared.logging import configure_logging
+from shared.logging import configure_logging, get_logger
 from shared.metrics import VIABILITY_DECISIONS
+from shared.version_loops import VersionLoops
+
+log = get_logger("viability")
 
 
 class ViabilitySettings(ServiceSettings):
@@ -48,9 +59,10 @@ class ViabilitySettings(ServiceSettings):
 class ViabilityService:
     """Adapts Kafka messages to the pure filter and its decisions back to Kafka messages."""
 
-    def __init__(self, kafka: KafkaSettings, decide: ViabilityFilter) -> None:
+    def __init__(self, kafka: KafkaSettings, decide: ViabilityFilter, output_topic: str | None = None) -> None:
         self.kafka = kafka
         self.decide = decide
+        self.output_topic = output_topic or kafka.viable_posts_topic
 
     def handle_batch(self, messages: list[Message]) -> BatchResult:
         result = BatchResult()
@@ -77,29 +89,72 @@ class ViabilityService:
             VIABILITY_DECISIONS.labels(to="viable").inc()
             value = incremental_snapshot_signal(self.kafka.source_database, "posts", "account_id",
                                                 list(decision.account_ids))
-            # Debezium only acts on signals whose key is its topic.prefix.
+            # Debezium only acts on signals whose key is its topic.prefix. A replay's loop signals the
+            # same source as the live one: the re-read rows land at the end of the CDC topics, which
+            # the replay reads too, and the rows are current (a newer source position than anything
+            # before them), so its new version gets the account's posts as they are now. The live loop
+            # sees those rows as well, and that is harmless: they are the rows it already has, its
+            # state takes them idempotently (same post, same publish time), an account viable there
+            # forwards the row again and the indexer rewrites the point in place (deterministic id,
+            # the current content, a newer source version), and an account not viable there forwards
+            # nothing. The same holds the other way round, for rows the live loop asked for.
             return OutboundMessage(self.kafka.signal_topic, self.kafka.topic_prefix.encode(), value)
         if decision.kind == "account.purge":
             VIABILITY_DECISIONS.labels(to="not_viable").inc()
         account_id = decision.account_id if decision.kind != "post.upsert" else decision.post.account_id
-        return OutboundMessage(self.kafka.viable_posts_topic, account_key(account_id or 0), encode(decision))
+        return OutboundMessage(self.output_topic, account_key(account_id or 0), encode(decision))
+
+
+def viability_loop(kafka: KafkaSettings, redis_client: redis.Redis, rules: ViabilityRules, *, namespace: str,
+                   group: str, output_topic: str, stop: threading.Event, heartbeat: Heartbeat) -> BatchLoop:
+    inputs = [kafka.accounts_topic, kafka.posts_topic]
+    ensure_topics(kafka, [*inputs, output_topic, kafka.signal_topic, *map(dlq_topic, inputs)])
+    state = RedisViabilityState(redis_client, namespace=namespace)
+    service = ViabilityService(kafka, ViabilityFilter(state, rules), output_topic)
+    return BatchLoop(service="viability", settings=kafka, consumer=make_consumer(kafka, group),
+                     producer=make_producer(kafka), topics=inputs, handle_batch=service.handle_batch, stop=stop,
+                     heartbeat=heartbeat)
+
+
+def replay_viability(kafka: KafkaSettings, redis_client: redis.Redis, registry: IndexRegistry,
+                     stop: threading.Event, heartbeat: Heartbeat) -> VersionLoops:
+    """One more loop per whole-pipeline replay version, with that version's rules and state."""
+
+    def build(version: IndexVersion, loop_stop: threading.Event) -> BatchLoop:
+        return viability_loop(kafka, redis_client, ViabilityRules(**(version.viability_rules or {})),
+                              namespace=version.viability_namespace, group=version.viability_group,
+                              output_topic=version.embed_from_topic, stop=loop_stop, heartbeat=heartbeat)
+
+    def forget(version: IndexVersion) -> None:
+        deleted = delete_state(redis_client, version.viability_namespace)
+        log.info("dropped version's viability state deleted", collection=version.collection, keys=deleted)
+
+    return VersionLoops(registry, service="viability", wants=lambda v: v.stage == "pipeline", build=build,
+                        stop=stop, on_dropped=forget)
+
+
+def delete_orphaned_states(kafka: KafkaSettings, redis_client: redis.Redis, registry: IndexRegistry) -> None:
+    """States of versions dropped while this service was down (a running one deletes on drop)."""
+    registered = {v.viability_namespace for v in registry.versions().values() if v.viability_namespace}
+    for namespace in replay_namespaces(redis_client, kafka.topic_prefix) - registered:
+        log.info("deleting an orphaned replay state", namespace=namespace,
+                 keys=delete_state(redis_client, namespace))
 
 
 def main() -> None:
     settings, kafka, redis_settings = ViabilitySettings(), KafkaSettings(), RedisSettings()
     configure_logging(settings.log_level, service="viability")
-    inputs = [kafka.accounts_topic, kafka.posts_topic]
-    ensure_topics(kafka, [*inputs, kafka.viable_posts_topic, kafka.signal_topic, *map(dlq_topic, inputs)])
     redis_client = connect_redis(redis_settings.redis_url)
-    state = RedisViabilityState(redis_client, namespace=kafka.topic_prefix)
-    service = ViabilityService(kafka, ViabilityFilter(state, settings.rules()))
     heartbeat, stop = Heartbeat(), shutdown_event()
     HealthServer(settings.metrics_port, heartbeat, {
         "kafka": kafka_reachable(kafka.kafka_bootstrap_servers), "redis": redis_reachable(redis_client),
     }).start()
-    BatchLoop(service="viability", settings=kafka, consumer=make_consumer(kafka, f"{kafka.topic_prefix}-viability"),
-              producer=make_producer(kafka), topics=inputs, handle_batch=service.handle_batch, stop=stop,
-              heartbeat=heartbeat).run()
+    registry = IndexRegistry(redis_client, kafka.topic_prefix, alias=VectorStoreSettings().posts_collection)
+    delete_orphaned_states(kafka, redis_client, registry)
+    replay_viability(kafka, redis_client, registry, stop, heartbeat).start()
+    viability_loop(kafka, redis_client, settings.rules(), namespace=kafka.topic_prefix,
+                   group=f"{kafka.topic_prefix}-viability", output_topic=kafka.viable_posts_topic, stop=stop,
+                   heartbeat=heartbeat).run()
 
 
 if __name__ == "__main__":

@@ -89,3 +89,30 @@ class RedisViabilityState:
             self.client.sadd(self._key("viable"), str(account_id))
         else:
             self.client.srem(self._key("viable"), str(account_id))
+
+
+def replay_namespace(topic_prefix: str, collection: str, created_ms: int) -> str:
+    """A replay version's own state, apart from the live one (``<prefix>:viability:...``); the
+    creation time keeps a later version of the same name from inheriting it."""
+    return f"{topic_prefix}:replay:{collection}:{created_ms}"
+
+
+def delete_state(client: redis.Redis, namespace: str, batch: int = 1000) -> int:
+    """Remove every key of a viability state namespace (a dropped replay's); returns how many."""
+    deleted, keys = 0, []
+    for key in client.scan_iter(match=f"{namespace}:viability:*", count=batch):
+        keys.append(key)
+        if len(keys) >= batch:
+            deleted += client.unlink(*keys)
+            keys.clear()
+    if keys:
+        deleted += client.unlink(*keys)
+    return deleted
+
+
+def replay_namespaces(client: redis.Redis, topic_prefix: str) -> set[str]:
+    """Every replay state namespace present in Redis (one scan: for start-up clean-up only)."""
+    found = set()
+    for key in client.scan_iter(match=f"{topic_prefix}:replay:*:viability:*", count=1000):
+        found.add(key.decode().split(":viability:", 1)[0])
+    return found
