@@ -27,6 +27,9 @@ class KafkaSettings(_EnvSettings):
     kafka_session_timeout_ms: int = Field(6000, description="Consumer group session timeout (joins wait ~half of it).")
     kafka_batch_size: int = Field(256, ge=1, description="Max messages a service takes per batch.")
     kafka_batch_timeout_s: float = Field(0.05, gt=0, description="How long a service waits to fill a batch.")
+    kafka_fetch_buffer_kbytes: int = Field(16_384, ge=1, description="Per consumer: KB of prefetched messages held "
+                                           "in memory (librdkafka queued.max.messages.kbytes); with one batch, "
+                                           "what a consumer holds while its output is down.")
 
     def source_topic(self, table: str) -> str:
         return f"{self.topic_prefix}.{self.source_database}.{table}"
@@ -166,3 +169,8 @@ class SummarizerSettings(_EnvSettings):
     summarizer_poll_s: float = Field(0.5, gt=0, description="How often the worker looks for due accounts.")
     taxonomy_dir: Path = Field(PROJECT_ROOT / "config" / "taxonomies", description="Taxonomy YAML files: switched-"
                                "off verticals stay out of summaries (same variable as the query API's).")
+    summarizer_llm: bool = Field(True, description="Add an LLM-written profile when LLM_BASE_URL is set.")
+    summarizer_llm_token_budget: int = Field(
+        4_000, ge=500, description="Prompt tokens one account's LLM summary may use, all requests together.")
+    summarizer_llm_posts_per_theme: int = Field(
+        8, ge=1, le=50, description="Posts per theme the LLM reads (those closest to the theme's representative).")

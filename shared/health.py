@@ -1,7 +1,8 @@
 """Liveness, readiness and metrics for worker services on one small HTTP port (METRICS_PORT).
 
 /healthz  200 while the work loop is turning (it beats on every poll, busy or idle)
-/readyz   200 when every dependency check passes, else 503 naming the ones that fail
+/readyz   200 when every dependency check passes and no loop's batches are failing, else 503 naming
+          what fails ("processing": a loop is retrying a batch because an output is down)
 /metrics  Prometheus exposition
 """
 
@@ -28,12 +29,23 @@ class Heartbeat:
     def __init__(self, stale_after_s: float = 300) -> None:
         self.stale_after_s = stale_after_s
         self.last = time.monotonic()
+        self.failing: dict[str, float] = {}  # loop → since when its batches fail
 
     def beat(self) -> None:
         self.last = time.monotonic()
 
     def alive(self) -> bool:
         return time.monotonic() - self.last < self.stale_after_s
+
+    def batch_failed(self, loop: str) -> None:
+        self.failing.setdefault(loop, time.monotonic())
+
+    def batch_succeeded(self, loop: str) -> None:
+        self.failing.pop(loop, None)
+
+    def processing(self) -> bool:
+        """False while a loop retries a batch: the process lives, but a dependency it writes to is down."""
+        return not self.failing
 
 
 class HealthServer:
@@ -50,6 +62,7 @@ class HealthServer:
                 results[name] = bool(check())
             except Exception:  # a failing check is "not ready", never a crash
                 results[name] = False
+        results["processing"] = self.heartbeat.processing()
         return results
 
     def start(self) -> None:

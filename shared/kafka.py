@@ -69,6 +69,9 @@ def make_consumer(settings: KafkaSettings, group_id: str, **overrides: object) -
         "session.timeout.ms": settings.kafka_session_timeout_ms,
         "max.poll.interval.ms": 600_000,  # a slow model batch must not cost a rebalance
         "fetch.message.max.bytes": 8_000_000,
+        # Prefetched messages wait here; with one batch in hand this is all a consumer holds while
+        # its output is down and the batch is retried (backpressure instead of a growing backlog).
+        "queued.max.messages.kbytes": settings.kafka_fetch_buffer_kbytes,
     }
     config.update(overrides)
     return Consumer(config)
@@ -175,15 +178,17 @@ class BatchLoop:
     def run(self) -> None:
         self.consumer.subscribe(self.topics)
         log.info("consuming", service=self.service, topics=self.topics)
-        failures = 0
+        failures, name = 0, f"{self.service}:{','.join(self.topics)}"
         try:
             while not self.stop.is_set():
                 self.heartbeat.beat()
                 try:
-                    self.run_once()
+                    if self.run_once():  # an empty poll right after a rewind proves nothing
+                        self.heartbeat.batch_succeeded(name)
                     failures = 0
                 except Exception as exc:  # a dependency is down: retry the batch, never skip it
                     failures += 1
+                    self.heartbeat.batch_failed(name)
                     delay = backoff_delay(failures)
                     log.error("batch failed, retrying", service=self.service, error=repr(exc)[:500],
                               attempt=failures, retry_in_s=round(delay, 2))

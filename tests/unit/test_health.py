@@ -27,11 +27,29 @@ def test_readiness_names_failing_dependencies_and_liveness_follows_the_heartbeat
     server.start()
     try:
         status, body = get(port, "/readyz")
-        assert status == 503 and orjson.loads(body) == {"kafka": True, "redis": False}
+        assert status == 503 and orjson.loads(body) == {"kafka": True, "redis": False, "processing": True}
         assert get(port, "/healthz")[0] == 200
         heartbeat.last -= 120  # the loop has not turned for two minutes
         assert get(port, "/healthz")[0] == 503
         status, body = get(port, "/metrics")
         assert status == 200 and b"pipeline_messages_consumed_total" in body
+    finally:
+        server.stop()
+
+
+def test_readiness_says_so_while_a_loop_retries_a_failing_batch():
+    port, heartbeat = free_port(), Heartbeat()
+    server = HealthServer(port, heartbeat, {"vector_store": lambda: True})
+    server.start()
+    try:
+        assert get(port, "/readyz")[0] == 200
+        heartbeat.batch_failed("indexer:posts")
+        heartbeat.batch_failed("embedder:viable")
+        heartbeat.batch_succeeded("embedder:viable")
+        status, body = get(port, "/readyz")
+        assert status == 503 and orjson.loads(body) == {"vector_store": True, "processing": False}
+        assert get(port, "/healthz")[0] == 200  # alive: the loop turns, it only cannot write
+        heartbeat.batch_succeeded("indexer:posts")
+        assert get(port, "/readyz")[0] == 200
     finally:
         server.stop()
