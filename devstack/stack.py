@@ -29,6 +29,7 @@ SERVICES = {
     "cdc": ("services.cdc.main", '"streaming binlog"'),
     "viability": ("services.viability.main", '"consuming"'),
     "embedder": ("services.embedder.main", '"consuming"'),
+    "classifier": ("services.classifier.main", '"consuming"'),
     "query": ("services.query.main", '"ready"'),
 }
 
@@ -51,7 +52,7 @@ class StackConfig:
         return self.root / "logs"
 
     def ops_port(self, service: str) -> int:
-        """Health and metrics port of a worker: the API port + 1, 2, 3 (8001-8003 for make dev)."""
+        """Health and metrics port of a worker: the API port + 1, 2, 3, 4 (8001-8004 for make dev)."""
         return 0 if service == "query" else self.query_port + 1 + list(SERVICES).index(service)
 
     def service_env(self) -> dict[str, str]:

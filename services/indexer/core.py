@@ -102,9 +102,12 @@ def replace_taxonomy_labels(labels: Sequence[VerticalLabel], taxonomy: str,
 
 def keep_second_opinions(new: Sequence[VerticalLabel], stored: Sequence[VerticalLabel],
                          versions: Mapping[str, str]) -> list[VerticalLabel]:
-    """Re-indexing the same text (a views update, a redelivery) must not forget what tier 2 said:
-    its labels of still-current taxonomy versions replace the fresh tier-1 labels of that taxonomy."""
-    opinions = [label for label in stored if label.tier == "llm" and versions.get(label.taxonomy) == label.version]
+    """Re-indexing the same text (a views update, a redelivery) must not forget what an LLM or a person
+    said: their labels of still-current taxonomy versions replace the fresh tier-1 labels of that
+    taxonomy (a person's correction also keeps the taxonomy's other labels it left in place)."""
+    corrected = {label.taxonomy for label in stored if label.tier == "human"}
+    opinions = [label for label in stored if (label.tier == "llm" or label.taxonomy in corrected)
+                and versions.get(label.taxonomy) == label.version]
     labels = list(new)
     for taxonomy in {label.taxonomy for label in opinions}:
         labels = replace_taxonomy_labels(labels, taxonomy, [o for o in opinions if o.taxonomy == taxonomy])
@@ -207,7 +210,7 @@ class PostIndexer:
             payload = step.upserts[pid].payload if pid in step.upserts else stored.get(pid)
             current = versions.get(taxonomy)
             if (pid in step.deletes or payload is None or payload.get("content_hash") != opinion.content_hash
-                    or current != opinion.taxonomy_version):
+                    or current != opinion.taxonomy_version or _corrected_by_a_person(payload, taxonomy)):
                 INDEX_OPERATIONS.labels(op="labels_skipped").inc()
                 continue
             labels = patches.get(pid, stored_labels(payload))
@@ -229,6 +232,10 @@ class PostIndexer:
         for pid in [pid for pid in step.deletes if _older(incoming.get(pid), stored.get(pid))]:
             step.deletes.discard(pid)
             INDEX_OPERATIONS.labels(op="stale_skipped").inc()
+
+
+def _corrected_by_a_person(payload: Mapping, taxonomy: str) -> bool:
+    return any(label.tier == "human" and label.taxonomy == taxonomy for label in stored_labels(payload))
 
 
 def _older(incoming: list[int] | None, stored: list[int] | None) -> bool:

@@ -17,7 +17,8 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
 from pydantic import Field
 
-from services.indexer.main import open_registry, open_store
+from services.classifier.feedback import start_feedback_learner
+from services.indexer.main import open_labeller, open_registry, open_store
 from services.indexer.supervisor import IndexerSupervisor
 from services.query.accounts import AccountSearch
 from services.query.api.main import api_router
@@ -38,7 +39,7 @@ from shared.sparse import SparseEncoder
 from shared.taxonomy import DEFAULT_TAXONOMY_DIR, TaxonomyCatalog
 
 log = get_logger("query")
-LOCAL_WORKERS = ("cdc", "viability", "embedder")  # devstack order: ops ports are query_port + 1, 2, 3
+LOCAL_WORKERS = ("cdc", "viability", "embedder", "classifier")  # devstack order: ops ports are query_port + 1..4
 
 
 class QuerySettings(ServiceSettings):
@@ -52,7 +53,7 @@ class QuerySettings(ServiceSettings):
     account_candidates: int = Field(200, ge=10, le=2000, description="Post hits grouped into accounts when "
                                     "there are no account summaries.")
     status_metrics_urls: str = Field("local", description="name=url,... of the workers' /metrics for the status "
-                                     "page; 'local' = the make dev ports (QUERY_PORT + 1, 2, 3).")
+                                     "page; 'local' = the make dev ports (QUERY_PORT + 1..4).")
     status_freshness_window_s: int = Field(900, ge=10, description="Window of the freshness percentiles.")
 
     def metrics_urls(self) -> dict[str, str]:
@@ -85,6 +86,7 @@ def build_context(settings: QuerySettings) -> QueryContext:
         posts=PostSearch(encoder, catalog, settings.query_max_results),
         accounts=AccountSearch(encoder, catalog, settings.account_candidates),
         status=status, model_id=embedder.model_id,
+        labeller=open_labeller(embedder.embed, redis_client) if settings.query_run_indexer else None,
     )
 
 
@@ -103,7 +105,7 @@ def run_indexers(context: QueryContext, stop: threading.Event) -> None:
         try:
             # open_registry registers the live version again if Redis came back empty.
             registry = open_registry(KafkaSettings(), VectorStoreSettings())
-            IndexerSupervisor(KafkaSettings(), context.store, registry, stop=stop).run()
+            IndexerSupervisor(KafkaSettings(), context.store, registry, stop=stop, labeller=context.labeller).run()
         except Exception as exc:  # noqa: BLE001 (any failure: log it and start again)
             log.warning("indexer supervisor failed, restarting in 2 s", error=repr(exc))
             stop.wait(2)
@@ -123,6 +125,8 @@ def create_app(settings: QuerySettings | None = None, context: QueryContext | No
         built, stop = build_context(settings), threading.Event()
         if settings.query_run_indexer:
             built.indexer = start_indexer(built, stop)
+            # Corrections need post vectors: the learner runs where the store is, like the indexer.
+            start_feedback_learner(built.redis, built.store, built.posts_collection.name, built.labeller, stop)
         summarizer = start_summarizer(built.store, built.posts.encoder.embedder, stop, built.catalog.is_enabled) \
             if settings.query_run_summarizer else None
         app.state.context = built

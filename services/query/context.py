@@ -14,6 +14,7 @@ from services.query.posts import PostSearch
 from services.query.status import PipelineStatus
 from shared.auth import ApiKeyStore, DataScope, RateLimiter
 from shared.index_registry import accounts_collection_for
+from shared.labelling import Tier1Labeller
 from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import VectorStore
 
@@ -32,6 +33,7 @@ class QueryContext:
     status: PipelineStatus
     model_id: str
     indexer: threading.Thread | None = None  # the indexer supervisor, when it runs in this process
+    labeller: Tier1Labeller | None = None  # tier-1 vertical labels, when the indexer runs in this process
     _accounts_opened: set[str] = field(default_factory=set, repr=False)  # holding summaries, open here
     _accounts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

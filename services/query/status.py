@@ -60,6 +60,7 @@ def pipeline_services(kafka: KafkaSettings) -> list[PipelineService]:
         PipelineService("cdc", None, sources),
         PipelineService("viability", f"{prefix}-viability", sources),
         PipelineService("embedder", f"{prefix}-embedder", (kafka.viable_posts_topic,)),
+        PipelineService("classifier", f"{prefix}-classifier", (kafka.embedded_posts_topic,)),
         PipelineService("indexer", f"{prefix}-indexer", (kafka.embedded_posts_topic,)),
     ]
 

@@ -23,8 +23,13 @@ from demo.generator import generate
 from demo.seed import seed_database
 from devstack.processes import apply_schema
 from devstack.stack import LocalStack
-from tests.conftest import api_headers, wait_for
+from shared.embedding import load_text_embedder
+from shared.events import PostRecord
+from shared.labelling import Tier1Labeller
+from shared.taxonomy import TaxonomyCatalog
+from tests.conftest import MODEL_CACHE_DIR, api_headers, wait_for
 from tests.e2e.source_of_truth import VIABLE_POSTS_SQL
+from tests.support.fake_llm import FakeLlmServer
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +42,9 @@ NEXT_ID = iter(range(10_000_000, 20_000_000))
 
 
 class Pipeline:
-    def __init__(self, stack: LocalStack) -> None:
+    def __init__(self, stack: LocalStack, llm: FakeLlmServer) -> None:
         self.stack = stack
+        self.llm = llm  # the LLM endpoint the classifier's tier 2 calls
         self.http = httpx.Client(base_url=stack.api_url, timeout=10, headers=api_headers(stack))
         self.producer = Producer({"bootstrap.servers": f"127.0.0.1:{stack.config.broker_port}"})
 
@@ -90,17 +96,20 @@ class Pipeline:
 
 @pytest.fixture(scope="module")
 def pipeline(infra, tmp_path_factory):
-    config = replace(infra.config, root=Path(tmp_path_factory.mktemp("e2e")), database=DATABASE, topic_prefix=PREFIX)
+    llm = FakeLlmServer().start()  # the one double allowed: a paid LLM endpoint, as a real HTTP server
+    config = replace(infra.config, root=Path(tmp_path_factory.mktemp("e2e")), database=DATABASE, topic_prefix=PREFIX,
+                     extra_env={**infra.config.extra_env, "LLM_BASE_URL": llm.base_url, "LLM_MODEL": "fake-model"})
     apply_schema(config.mariadb_port, DATABASE)
     seed_database(port=config.mariadb_port, database=DATABASE, scale="tiny", anchor=ANCHOR)
     stack = LocalStack(config)
     try:
         stack.start_services()
-        pipe = Pipeline(stack)
+        pipe = Pipeline(stack, llm)
         pipe.settle()
         yield pipe
     finally:
         stack.stop()
+        llm.stop()
 
 
 def test_seeded_viable_posts_are_indexed_and_searchable_by_topic(pipeline):
@@ -134,6 +143,64 @@ def test_insert_update_delete_reach_search_within_seconds(pipeline):
     pipeline.sql("DELETE FROM posts WHERE id = %s", (post_id,))
     wait_for(lambda: pipeline.indexed_post(post_id) is None, timeout=5, interval=0.05, what="the delete")
     assert post_id not in [h["post_id"] for h in pipeline.search("sourdough rye bread baking", limit=10)]
+
+
+def _labels(post: dict, tier: str, taxonomy: str = "default") -> set[str]:
+    return {v["vertical"] for v in post["verticals"] if v["taxonomy"] == taxonomy and v["tier"] == tier}
+
+
+def test_posts_are_labelled_by_tier_one_and_unsure_ones_by_the_llm(pipeline):
+    account = pipeline.viable_account()
+    # Tier 1, at write time: a plainly culinary post is labelled food and found by the vertical filter.
+    food = pipeline.insert_post(account, "Homemade pizza dough recipe with fresh mozzarella and basil",
+                                "Knead, proof overnight, bake in a very hot oven, eat.")
+    post = wait_for(lambda: pipeline.indexed_post(food), timeout=10, interval=0.1, what="the food post")
+    assert "food" in _labels(post, "embedding"), post["verticals"]
+    filtered = pipeline.search("pizza", limit=5, verticals={"taxonomy": "default", "verticals": ["food"]})
+    assert food in [h["post_id"] for h in filtered]
+
+    # Tier 2: a post tier 1 is unsure about goes to the LLM, whose answer replaces tier 1's labels
+    # of that taxonomy. The test LLM labels a post with every vertical whose name is in its text.
+    catalog = TaxonomyCatalog.load()
+    labeller = Tier1Labeller(catalog, load_text_embedder(MODEL_CACHE_DIR).embed)
+    # Two verticals named side by side make close calls, the surest way to an unsure tier 1.
+    names = sorted({v.name for t in catalog.all() for v in t.verticals if v.enabled and "_" not in v.name})
+    candidates = [f"Today's vlog: a bit of {a} and a bit of {b}" for i, a in enumerate(names) for b in names[i + 1:]]
+    texts = [PostRecord(id=1, account_id=1, platform="x", title=t, published_at=1).embedding_text() for t in candidates]
+
+    def named(text: str, taxonomy: str) -> set[str]:
+        return {v.name for v in catalog.get(taxonomy).verticals if v.enabled and v.name in text.lower()}
+
+    unsure = [(text, result.taxonomy) for text, results in zip(candidates, labeller.results(labeller.embed(texts)))
+              for result in results if result.uncertain and named(text, result.taxonomy)]
+    assert unsure, "no candidate text is uncertain for tier 1 any more: add new ones"
+    text, taxonomy = unsure[0]
+    asked_before = len(pipeline.llm.requests)
+    post_id = pipeline.insert_post(account, text)
+    expected = named(text, taxonomy)
+
+    def llm_labels(post: dict) -> set[str]:
+        return {v["vertical"] for v in post["verticals"] if v["taxonomy"] == taxonomy and v["tier"] == "llm"}
+
+    post = wait_for(lambda: (p := pipeline.indexed_post(post_id)) and llm_labels(p) and p, timeout=20, interval=0.2,
+                    what=f"the LLM's {taxonomy} labels on the unsure post")
+    assert llm_labels(post) == expected
+    assert not {v["vertical"] for v in post["verticals"] if v["taxonomy"] == taxonomy and v["tier"] == "embedding"}
+    assert len(pipeline.llm.requests) > asked_before
+    # Asked about the unsure posts only, never about every post.
+    asked = {p["text"] for r in pipeline.llm.requests for p in r.posts}
+    assert 0 < len(asked) < pipeline.points()
+    spend = pipeline.http.get("/v1/status").json()["llm_spend"]
+    assert spend["calls"] > 0 and spend["usd"] > 0
+
+    # A person's correction through the API shows on the post within seconds (the learner runs in
+    # the query process) and becomes a few-shot example for tier 1.
+    response = pipeline.http.post("/v1/feedback", json={"post_id": food, "taxonomy": "default", "vertical": "food",
+                                                        "correct_vertical": "travel"})
+    assert response.status_code == 202, response.text
+    post = wait_for(lambda: (p := pipeline.indexed_post(food)) and "travel" in _labels(p, "human") and p,
+                    timeout=15, interval=0.2, what="the corrected label")
+    assert "food" not in {v["vertical"] for v in post["verticals"] if v["taxonomy"] == "default"}
 
 
 def test_cdc_killed_mid_load_loses_and_duplicates_nothing(pipeline):
