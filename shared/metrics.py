@@ -55,3 +55,11 @@ SUMMARY_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 SUMMARY_BACKLOG = Gauge("summarizer_dirty_accounts", "Accounts waiting for a summary refresh", ["collection"])
+
+# --- vertical classification (services/classifier) ---------------------------------------------
+CLASSIFIER_POSTS = Counter("classifier_posts_total", "Posts the classifier looked at, by taxonomy and route "
+                           "(confident = tier 1 only, uncertain = worth tier 2, whether or not an LLM is set)",
+                           ["taxonomy", "route"])
+CLASSIFIER_OPINIONS = Counter("classifier_opinions_total", "Tier-2 opinions published, by taxonomy", ["taxonomy"])
+FEEDBACK_APPLIED = Counter("feedback_corrections_total", "Label corrections processed by the learner, by outcome "
+                           "(learned|post_gone)", ["outcome"])
