@@ -24,7 +24,7 @@ import orjson
 from demo.generator import generate
 from services.indexer.core import post_point_id
 from services.summarizer.core import POST_FIELDS, AccountProfile, PostView, summarize
-from services.summarizer.refresh import AccountRefresher
+from services.summarizer.refresh import AccountRefresher, ComputedSummary
 from shared.config import PROJECT_ROOT, ModelSettings, SummarizerSettings
 from shared.embedding import load_text_embedder
 from shared.vectorstore import EdgeVectorStore, PointRecord, SearchFilter
@@ -82,7 +82,7 @@ def measure(store: EdgeVectorStore, repeats: int) -> dict:
                             [vectors[p.id] for p in points], now_ms=int(time.time() * 1000),
                             background=refresher.background(), options=refresher.options)
         summarized = time.perf_counter()
-        refresher.write(summary, len(points))
+        refresher.write(ComputedSummary(summary), len(points))
         done = time.perf_counter()
         for name, seconds in (("scroll", scrolled - started), ("vectors", fetched - scrolled),
                               ("summarize", summarized - fetched), ("embed_and_write", done - summarized),

@@ -244,6 +244,20 @@ def representatives(posts: Sequence[PostView], vectors: np.ndarray, k: int) -> l
             for i, size in themes]
 
 
+def theme_samples(posts: Sequence[PostView], vectors: np.ndarray, summary: AccountSummary,
+                  per_theme: int) -> list[list[PostView]]:
+    """Per representative (theme), the ``per_theme`` posts closest to it: the bounded sample an LLM
+    reads instead of the account's thousands of posts. posts[i] has vectors[i]."""
+    unit = _normalised(np.asarray(vectors, dtype=np.float32))
+    row_of = {p.post_id: i for i, p in enumerate(posts)}
+    samples = []
+    for representative in summary.representatives:
+        similarity = unit @ unit[row_of[representative.post_id]]
+        closest = np.argsort(-similarity, kind="stable")[:per_theme]  # stable: ties go to the newer post
+        samples.append([posts[int(i)] for i in closest])
+    return samples
+
+
 def theme_medoids(vectors: np.ndarray, k: int) -> list[tuple[int, int]]:
     """(row of the theme's medoid, posts in the theme), largest theme first."""
     unit = _normalised(vectors)

@@ -24,10 +24,12 @@ import redis
 from confluent_kafka import Message
 
 from services.summarizer.dirty import DirtyAccounts
+from services.summarizer.llm_tier import LlmSummaryWriter
 from services.summarizer.refresh import EMBEDDING_DIM, AccountRefresher, SummaryWorker, TouchedAccounts
 from shared.cache import connect_redis
 from shared.config import (
     KafkaSettings,
+    LlmSettings,
     ModelSettings,
     RedisSettings,
     ServiceSettings,
@@ -40,6 +42,7 @@ from shared.events import MalformedEvent, parse_pipeline_event
 from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
 from shared.index_registry import IndexRegistry, IndexVersion, accounts_collection_for
 from shared.kafka import BatchLoop, BatchResult, DeadLetter, ensure_topics, make_consumer, make_producer
+from shared.llm import build_llm_client
 from shared.logging import configure_logging, get_logger
 from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import VectorStore
@@ -102,11 +105,12 @@ class SummarizerSupervisor:
 
     def __init__(self, *, kafka: KafkaSettings, store: VectorStore, registry: IndexRegistry, redis_client: redis.Redis,
                  embedder: TextEmbedder, settings: SummarizerSettings, accounts_base: str, stop: threading.Event,
-                 label_enabled: LabelFilter | None = None, heartbeat: Heartbeat | None = None,
-                 poll_s: float = 2.0) -> None:
+                 label_enabled: LabelFilter | None = None, llm: LlmSummaryWriter | None = None,
+                 heartbeat: Heartbeat | None = None, poll_s: float = 2.0) -> None:
         self.kafka, self.store, self.registry, self.redis = kafka, store, registry, redis_client
         self.embedder, self.settings, self.accounts_base = embedder, settings, accounts_base
         self.stop, self.label_enabled, self.heartbeat, self.poll_s = stop, label_enabled, heartbeat, poll_s
+        self.llm = llm
         self.running: dict[str, _RunningVersion] = {}
 
     def run(self) -> None:
@@ -141,7 +145,7 @@ class SummarizerSupervisor:
         self.store.ensure_collection(version.collection, EMBEDDING_DIM)
         dirty = DirtyAccounts(self.redis, self.kafka.topic_prefix, accounts)
         refresher = AccountRefresher(self.store, version.collection, accounts, self.embedder, self.settings,
-                                     self.label_enabled)
+                                     self.label_enabled, self.llm)
         touched = TouchedAccounts(self.store, accounts, dirty, int(self.settings.summarizer_debounce_s * 1000))
         loop = summarizer_loop(self.kafka, touched, stop, self.heartbeat,
                                group=summarizer_group(self.kafka, self.registry, version), topic=version.source_topic)
@@ -168,12 +172,15 @@ def open_supervisor(store: VectorStore, embedder: TextEmbedder, stop: threading.
     from services.indexer.main import open_registry  # the same registry bootstrap as the indexer
 
     kafka, store_settings, settings = KafkaSettings(), VectorStoreSettings(), SummarizerSettings()
+    redis_client = connect_redis(RedisSettings().redis_url)
     if label_enabled is None:
         label_enabled = TaxonomyCatalog.load(settings.taxonomy_dir).is_enabled
+    client = build_llm_client(LlmSettings(), redis_client) if settings.summarizer_llm else None
+    llm = LlmSummaryWriter(client, settings.summarizer_llm_token_budget) if client is not None else None
     return SummarizerSupervisor(kafka=kafka, store=store, registry=open_registry(kafka, store_settings),
-                                redis_client=connect_redis(RedisSettings().redis_url), embedder=embedder,
-                                settings=settings, accounts_base=store_settings.accounts_collection, stop=stop,
-                                label_enabled=label_enabled, heartbeat=heartbeat)
+                                redis_client=redis_client, embedder=embedder, settings=settings,
+                                accounts_base=store_settings.accounts_collection, stop=stop,
+                                label_enabled=label_enabled, llm=llm, heartbeat=heartbeat)
 
 
 def start_summarizer(store: VectorStore, embedder: TextEmbedder, stop: threading.Event,

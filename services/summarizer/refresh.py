@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from services.indexer.core import post_point_id
 from services.summarizer.core import (
     POST_FIELDS,
@@ -29,8 +31,10 @@ from services.summarizer.core import (
     index_reflects,
     needs_refresh,
     summarize,
+    theme_samples,
 )
 from services.summarizer.dirty import ClaimedAccount, DirtyAccounts
+from services.summarizer.llm_tier import LlmSummary, LlmSummaryWriter
 from shared.config import SummarizerSettings
 from shared.embedding import TextEmbedder
 from shared.events import AccountPurge, EmbeddedPostUpsert, PostDelete
@@ -47,6 +51,12 @@ FAILURE_RETRY_MS = 5_000
 CLAIM_BATCH = 8
 
 Outcome = Literal["computed", "unchanged", "deleted", "deferred"]
+
+
+@dataclass(frozen=True)
+class ComputedSummary:
+    summary: AccountSummary
+    llm: LlmSummary | None = None
 
 
 def account_point_id(account_id: int) -> str:
@@ -100,6 +110,7 @@ class AccountRefresher:
     embedder: TextEmbedder
     settings: SummarizerSettings
     label_enabled: Callable[[str, str], bool] | None = None
+    llm: LlmSummaryWriter | None = None
     sparse: SparseEncoder = field(default_factory=SparseEncoder)
     _background: TermBackground | None = None
     _background_at: float = 0.0
@@ -128,14 +139,15 @@ class AccountRefresher:
         if reason is None:
             return "unchanged"
         with SUMMARY_SECONDS.time():
-            summary = self.compute(account_id, now_ms)
-            self.write(summary, post_count)
-        log.info("account summarized", account_id=account_id, reason=reason, posts=summary.posts,
-                 collection=self.accounts_collection)
+            computed = self.compute(account_id, now_ms)
+            self.write(computed, post_count)
+        log.info("account summarized", account_id=account_id, reason=reason, posts=computed.summary.posts,
+                 llm=computed.llm is not None, collection=self.accounts_collection)
         return "computed"
 
-    def compute(self, account_id: int, now_ms: int) -> AccountSummary:
-        """Summary of the account's most recent posts (at most SUMMARIZER_MAX_POSTS)."""
+    def compute(self, account_id: int, now_ms: int) -> ComputedSummary:
+        """Summary of the account's most recent posts (at most SUMMARIZER_MAX_POSTS), plus the LLM's
+        profile when that tier is configured and answers."""
         points = self.store.scroll_points(self.posts_collection, SearchFilter(account_id=[account_id]),
                                           limit=self.settings.summarizer_max_posts, order_by="published_at",
                                           fields=POST_FIELDS)
@@ -144,17 +156,25 @@ class AccountRefresher:
         if not with_vectors:
             raise LookupError(f"account {account_id}: its posts vanished while being read")
         newest = max(with_vectors, key=lambda p: (p.payload["published_at"], p.payload["post_id"]))
-        return summarize(AccountProfile.from_payload(newest.payload),
-                         [PostView.from_payload(p.payload) for p in with_vectors],
-                         [vectors[p.id] for p in with_vectors], now_ms=now_ms,
-                         background=self.background(), options=self.options, label_enabled=self.label_enabled)
+        posts = [PostView.from_payload(p.payload) for p in with_vectors]
+        matrix = np.asarray([vectors[p.id] for p in with_vectors], dtype=np.float32)
+        summary = summarize(AccountProfile.from_payload(newest.payload), posts, matrix, now_ms=now_ms,
+                            background=self.background(), options=self.options, label_enabled=self.label_enabled)
+        if self.llm is None:
+            return ComputedSummary(summary)
+        samples = theme_samples(posts, matrix, summary, self.settings.summarizer_llm_posts_per_theme)
+        return ComputedSummary(summary, self.llm.write(summary, samples))
 
-    def write(self, summary: AccountSummary, post_count: int) -> None:
+    def write(self, computed: ComputedSummary, post_count: int) -> None:
+        summary, llm = computed.summary, computed.llm
         vector = self.embedder.embed([summary.embedding_text])[0]
         labels = summary.account_labels()
         payload = {
             **summary.account.model_dump(),
-            "summary": summary.text,
+            # The LLM's prose first when there is one; the extractive facts always follow it.
+            "summary": f"{llm.text}\n\n{summary.text}" if llm else summary.text,
+            "summary_source": "llm" if llm else "extractive",
+            "summary_llm_model": llm.model if llm else None,
             # The label contract of posts (shared.taxonomy), so the API's vertical filters work on accounts.
             "verticals": labels,
             "vertical_labels": sorted({label_key(v["taxonomy"], v["vertical"]) for v in labels}),
