@@ -45,6 +45,7 @@ from shared.kafka import BatchLoop, BatchResult, DeadLetter, ensure_topics, make
 from shared.llm import build_llm_client
 from shared.logging import configure_logging, get_logger
 from shared.taxonomy import TaxonomyCatalog
+from shared.version_loops import VersionLoops
 from shared.vectorstore import VectorStore
 
 log = get_logger("summarizer")
@@ -90,72 +91,43 @@ def summarizer_group(kafka: KafkaSettings, registry: IndexRegistry, version: Ind
     return f"{kafka.topic_prefix}-summarizer" if live else f"{kafka.topic_prefix}-summarizer-{version.collection}"
 
 
-@dataclass
-class _RunningVersion:
-    threads: tuple[threading.Thread, threading.Thread]
-    stop: threading.Event
+@dataclass(frozen=True)
+class SummarizerParts:
+    """What every index version's summarizer shares."""
 
-    def alive(self) -> bool:
-        return all(t.is_alive() for t in self.threads)
-
-
-class SummarizerSupervisor:
-    """Per registered index version: a consumer marking accounts dirty and a worker refreshing them,
-    into that version's accounts collection (so a replay's alias switch brings its summaries along)."""
-
-    def __init__(self, *, kafka: KafkaSettings, store: VectorStore, registry: IndexRegistry, redis_client: redis.Redis,
-                 embedder: TextEmbedder, settings: SummarizerSettings, accounts_base: str, stop: threading.Event,
-                 label_enabled: LabelFilter | None = None, llm: LlmSummaryWriter | None = None,
-                 heartbeat: Heartbeat | None = None, poll_s: float = 2.0) -> None:
-        self.kafka, self.store, self.registry, self.redis = kafka, store, registry, redis_client
-        self.embedder, self.settings, self.accounts_base = embedder, settings, accounts_base
-        self.stop, self.label_enabled, self.heartbeat, self.poll_s = stop, label_enabled, heartbeat, poll_s
-        self.llm = llm
-        self.running: dict[str, _RunningVersion] = {}
-
-    def run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                self.reconcile()
-                self.stop.wait(self.poll_s)
-        finally:
-            for version in self.running.values():
-                version.stop.set()
-            for version in self.running.values():
-                for thread in version.threads:
-                    thread.join(timeout=30)
-
-    def reconcile(self) -> None:
-        versions = self.registry.versions()
-        for name, version in versions.items():
-            if name not in self.running or not self.running[name].alive():
-                if name in self.running:
-                    self.running.pop(name).stop.set()
-                self.running[name] = self._start(version)
-        for name in [n for n in self.running if n not in versions]:
-            log.info("index version dropped: stopping its summarizer", collection=name)
-            self.running.pop(name).stop.set()
+    kafka: KafkaSettings
+    store: VectorStore
+    registry: IndexRegistry
+    redis: redis.Redis
+    embedder: TextEmbedder
+    settings: SummarizerSettings
+    accounts_base: str
+    label_enabled: LabelFilter | None = None
+    llm: LlmSummaryWriter | None = None
+    heartbeat: Heartbeat | None = None
 
     def accounts_collection(self, posts_collection: str) -> str:
         return accounts_collection_for(posts_collection, self.registry.alias, self.accounts_base)
 
-    def _start(self, version: IndexVersion) -> _RunningVersion:
-        stop = threading.Event()
+    def build(self, version: IndexVersion, stop: threading.Event) -> BatchLoop:
+        """The version's consumer loop (returned, run by VersionLoops) and its worker (started here;
+        both end when ``stop`` is set)."""
         accounts = self.accounts_collection(version.collection)
         self.store.ensure_collection(version.collection, EMBEDDING_DIM)
         dirty = DirtyAccounts(self.redis, self.kafka.topic_prefix, accounts)
         refresher = AccountRefresher(self.store, version.collection, accounts, self.embedder, self.settings,
                                      self.label_enabled, self.llm)
-        touched = TouchedAccounts(self.store, accounts, dirty, int(self.settings.summarizer_debounce_s * 1000))
-        loop = summarizer_loop(self.kafka, touched, stop, self.heartbeat,
-                               group=summarizer_group(self.kafka, self.registry, version), topic=version.source_topic)
         worker = SummaryWorker(dirty, refresher, self.settings, stop)
-        threads = (threading.Thread(target=loop.run, name=f"summarizer-consumer-{accounts}", daemon=True),
-                   threading.Thread(target=worker.run, name=f"summarizer-worker-{accounts}", daemon=True))
-        for thread in threads:
-            thread.start()
-        log.info("summarizing version", posts=version.collection, accounts=accounts, topic=version.source_topic)
-        return _RunningVersion(threads, stop)
+        threading.Thread(target=worker.run, name=f"summarizer-worker-{accounts}", daemon=True).start()
+        touched = TouchedAccounts(self.store, accounts, dirty, int(self.settings.summarizer_debounce_s * 1000))
+        return summarizer_loop(self.kafka, touched, stop, self.heartbeat,
+                               group=summarizer_group(self.kafka, self.registry, version), topic=version.source_topic)
+
+
+def summarizer_versions(parts: SummarizerParts, stop: threading.Event) -> VersionLoops:
+    """Per registered index version a consumer marking accounts dirty and a worker refreshing them, into
+    that version's accounts collection (so a replay's alias switch brings its summaries along)."""
+    return VersionLoops(parts.registry, service="summarizer", wants=lambda version: True, build=parts.build, stop=stop)
 
 
 def summarizer_loop(kafka: KafkaSettings, touched: TouchedAccounts, stop: threading.Event,
@@ -166,8 +138,8 @@ def summarizer_loop(kafka: KafkaSettings, touched: TouchedAccounts, stop: thread
                      stop=stop, heartbeat=heartbeat)
 
 
-def open_supervisor(store: VectorStore, embedder: TextEmbedder, stop: threading.Event, *,
-                    label_enabled: LabelFilter | None = None, heartbeat: Heartbeat | None = None) -> SummarizerSupervisor:
+def open_summarizer(store: VectorStore, embedder: TextEmbedder, stop: threading.Event, *,
+                    label_enabled: LabelFilter | None = None, heartbeat: Heartbeat | None = None) -> VersionLoops:
     """Wired from the environment; the registry registers the live version if Redis has none."""
     from services.indexer.main import open_registry  # the same registry bootstrap as the indexer
 
@@ -176,11 +148,12 @@ def open_supervisor(store: VectorStore, embedder: TextEmbedder, stop: threading.
     if label_enabled is None:
         label_enabled = TaxonomyCatalog.load(settings.taxonomy_dir).is_enabled
     client = build_llm_client(LlmSettings(), redis_client) if settings.summarizer_llm else None
-    llm = LlmSummaryWriter(client, settings.summarizer_llm_token_budget) if client is not None else None
-    return SummarizerSupervisor(kafka=kafka, store=store, registry=open_registry(kafka, store_settings),
-                                redis_client=redis_client, embedder=embedder, settings=settings,
-                                accounts_base=store_settings.accounts_collection, stop=stop,
-                                label_enabled=label_enabled, llm=llm, heartbeat=heartbeat)
+    parts = SummarizerParts(kafka=kafka, store=store, registry=open_registry(kafka, store_settings),
+                            redis=redis_client, embedder=embedder, settings=settings,
+                            accounts_base=store_settings.accounts_collection, label_enabled=label_enabled,
+                            llm=LlmSummaryWriter(client, settings.summarizer_llm_token_budget) if client else None,
+                            heartbeat=heartbeat)
+    return summarizer_versions(parts, stop)
 
 
 def start_summarizer(store: VectorStore, embedder: TextEmbedder, stop: threading.Event,
@@ -191,7 +164,7 @@ def start_summarizer(store: VectorStore, embedder: TextEmbedder, stop: threading
     def run() -> None:
         while not stop.is_set():
             try:
-                open_supervisor(store, embedder, stop, label_enabled=label_enabled).run()
+                open_summarizer(store, embedder, stop, label_enabled=label_enabled).run()
             except Exception as exc:  # noqa: BLE001 (any failure: log it and start again)
                 log.warning("summarizer failed, restarting in 2 s", error=repr(exc))
                 stop.wait(2)
@@ -215,7 +188,7 @@ def main() -> None:
         "redis": redis_reachable(connect_redis(RedisSettings().redis_url)),
     }).start()
     try:
-        open_supervisor(store, embedder, stop, heartbeat=heartbeat).run()
+        open_summarizer(store, embedder, stop, heartbeat=heartbeat).run()
     finally:
         store.close()
 

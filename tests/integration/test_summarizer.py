@@ -26,7 +26,7 @@ from ops.dlq import read_dead_letters
 from services.indexer.core import plan_writes
 from services.query.app import QuerySettings, create_app
 from services.summarizer.dirty import DirtyAccounts
-from services.summarizer.main import SummarizerSupervisor
+from services.summarizer.main import SummarizerParts, summarizer_versions
 from services.summarizer.refresh import account_point_id
 from shared.auth import RateLimit, Scope
 from shared.config import KafkaSettings, SummarizerSettings
@@ -41,7 +41,7 @@ from shared.events import (
     account_key,
     encode,
 )
-from shared.index_registry import IndexRegistry
+from shared.index_registry import IndexRegistry, IndexVersion
 from shared.kafka import OutboundMessage, ensure_topics, make_producer, produce_all
 from shared.taxonomy import VerticalLabel, verticals_payload
 from shared.vectorstore import EdgeVectorStore, PointRecord, SearchFilter
@@ -83,11 +83,11 @@ class Pipeline:
         self.position += 100
         return SourcePosition(ts_ms=int(time.time() * 1000), file="mariadb-bin.000001", pos=self.position)
 
-    def produce(self, events: list[tuple[int, object]]) -> None:
-        produce_all(self.producer, [OutboundMessage(self.topic, account_key(a), encode(e)) for a, e in events])
+    def produce(self, events: list[tuple[int, object]], topic: str | None = None) -> None:
+        produce_all(self.producer, [OutboundMessage(topic or self.topic, account_key(a), encode(e)) for a, e in events])
 
-    def summary(self, account_id: int) -> dict | None:
-        found = self.store.retrieve(ACCOUNTS, [account_point_id(account_id)])
+    def summary(self, account_id: int, collection: str = ACCOUNTS) -> dict | None:
+        found = self.store.retrieve(collection, [account_point_id(account_id)])
         return found[0].payload if found else None
 
 
@@ -118,12 +118,12 @@ def pipeline(infra, embedder) -> Iterator[Pipeline]:
         stop = threading.Event()
         settings = SummarizerSettings(summarizer_debounce_s=DEBOUNCE_S, summarizer_poll_s=0.2,
                                       summarizer_background_posts=1_000)
-        supervisor = SummarizerSupervisor(kafka=kafka, store=store, registry=IndexRegistry(redis_client, kafka.topic_prefix,
-                                                                                           alias=POSTS),
-                                          redis_client=redis_client, embedder=embedder, settings=settings,
-                                          accounts_base=ACCOUNTS, stop=stop, poll_s=0.5)
+        parts = SummarizerParts(kafka=kafka, store=store, registry=IndexRegistry(redis_client, kafka.topic_prefix,
+                                                                                 alias=POSTS),
+                                redis=redis_client, embedder=embedder, settings=settings, accounts_base=ACCOUNTS)
+        versions = summarizer_versions(parts, stop)
         pipe = Pipeline(kafka, store, redis_client, embedder)
-        thread = threading.Thread(target=supervisor.run, daemon=True)
+        thread = threading.Thread(target=versions.run, daemon=True)
         thread.start()
         pipe.scratch = Path(scratch)
         yield pipe
@@ -132,9 +132,9 @@ def pipeline(infra, embedder) -> Iterator[Pipeline]:
         store.close()
 
 
-def embedded_events(pipe: Pipeline, demo) -> list[tuple[int, EmbeddedPostUpsert]]:
+def embedded_events(pipe: Pipeline, demo, chosen=tuple(CHOSEN)) -> list[tuple[int, EmbeddedPostUpsert]]:
     accounts, posts = demo
-    rows = [p for a in CHOSEN for p in posts[a]]
+    rows = [p for a in chosen for p in posts[a]]
     vectors = pipe.embedder.embed([f"{p.title}\n{p.description or ''}".strip() for p in rows])
     events = []
     for post, vector in zip(rows, vectors, strict=True):
@@ -149,12 +149,12 @@ def embedded_events(pipe: Pipeline, demo) -> list[tuple[int, EmbeddedPostUpsert]
     return events
 
 
-def index_posts(pipe: Pipeline, events: list[tuple[int, EmbeddedPostUpsert]], demo) -> None:
+def index_posts(pipe: Pipeline, events: list[tuple[int, EmbeddedPostUpsert]], demo, collection: str = POSTS) -> None:
     """What the indexer (and the classifier's labels) would write for these events."""
     _, posts = demo
     vertical = {p.id: p.vertical for rows in posts.values() for p in rows}
     for step in plan_writes([e for _, e in events]):
-        pipe.store.upsert(POSTS, [PointRecord(id=p.id, vector=p.vector, sparse=p.sparse, payload={
+        pipe.store.upsert(collection, [PointRecord(id=p.id, vector=p.vector, sparse=p.sparse, payload={
             **p.payload, **verticals_payload([VerticalLabel(taxonomy="default", vertical=vertical[p.payload["post_id"]],
                                                             confidence=0.8)])}) for p in step.upserts.values()])
 
@@ -249,3 +249,22 @@ def test_malformed_events_go_to_the_dead_letter_topic(pipeline):
     produce_all(pipeline.producer, [OutboundMessage(pipeline.topic, account_key(99), b"{not json")])
     wait_for(lambda: [r for r in read_dead_letters(pipeline.kafka, pipeline.topic)
                       if r.header("dlq.service") == "summarizer"], timeout=20, what="a dead letter")
+
+
+def test_a_replay_version_gets_its_own_accounts_collection(pipeline, summarized, demo):
+    """posts_v2 (a replay being built from its own topic) is summarized into accounts_v2; the live
+    accounts collection is left alone, so the alias switch moves account search with post search."""
+    topic = f"{pipeline.topic}.posts_v2"
+    ensure_topics(pipeline.kafka, [topic])
+    pipeline.store.ensure_collection("posts_v2", 384)
+    pipeline.registry.register(IndexVersion(collection="posts_v2", version=2, source_topic=topic,
+                                            indexer_group=f"{pipeline.kafka.topic_prefix}-indexer-posts_v2"))
+    live_summary = pipeline.summary(8)
+    events = embedded_events(pipeline, demo, chosen=(8,))
+    pipeline.produce(events, topic=topic)
+    index_posts(pipeline, events, demo, collection="posts_v2")
+    wait_for(lambda: pipeline.store.collection_exists("accounts_v2") and pipeline.summary(8, "accounts_v2"),
+             timeout=60, what="the replay's account summary")
+    assert pipeline.store.count("accounts_v2") == 1
+    assert pipeline.summary(8, "accounts_v2")["post_count"] == 30
+    assert pipeline.summary(8) == live_summary
