@@ -125,7 +125,9 @@ def calibrate(taxonomy: Taxonomy, embed: EmbedTexts, rows: Sequence[LabelledText
     """Per-vertical thresholds fitted on the calibration texts (vectors in ``rows`` order)."""
     classifier = VerticalClassifier.build(taxonomy, embed)
     gold = gold_matrix([set(rows[i].labels) for i in calibration], classifier.names)
-    fitted = fit_thresholds(classifier.scores(vectors[list(calibration)]), gold, classifier.thresholds)
+    chosen = vectors[list(calibration)]
+    scores = classifier.scores(chosen)
+    fitted = fit_thresholds(scores, gold, classifier.thresholds, off_topic=classifier.off_topic_rows(chosen, scores))
     return {name: round(float(t), 4) for name, t in zip(classifier.names, fitted)}
 
 

@@ -186,21 +186,25 @@ SHRINK_POSITIVES = 10.0
 
 
 def fit_thresholds(scores: np.ndarray, gold: np.ndarray, fallback: np.ndarray,
-                   margin: float = LABEL_MARGIN, shrink: float = SHRINK_POSITIVES) -> np.ndarray:
+                   margin: float = LABEL_MARGIN, shrink: float = SHRINK_POSITIVES,
+                   off_topic: np.ndarray | None = None) -> np.ndarray:
     """Per vertical, the threshold that maximises that vertical's F1 on (scores, gold) under the
     classifier's rule (a label also needs a score within ``margin`` of the text's best), pulled
     towards the one threshold that maximises micro F1 over all verticals, weighted by
     ``shrink`` pseudo-positives against the vertical's real positives.
 
-    ``gold`` is a boolean (n, k) matrix. Candidates are midpoints between consecutive distinct
-    scores (a threshold exactly on a calibration score would be fragile); a vertical without a
-    positive keeps ``fallback``. Ties go to the highest threshold: fewer, surer labels.
+    ``gold`` is a boolean (n, k) matrix; ``off_topic`` (n booleans) marks texts the classifier
+    leaves unlabelled whatever the thresholds. Candidates are midpoints between consecutive
+    distinct scores (a threshold exactly on a calibration score would be fragile); a vertical
+    without a positive keeps ``fallback``. Ties go to the highest threshold: fewer, surer labels.
     """
     scores = np.asarray(scores, dtype=np.float64)
     gold = np.asarray(gold, dtype=bool)
     if scores.shape != gold.shape:
         raise ValueError(f"scores {scores.shape} and gold {gold.shape} differ")
     eligible = scores >= scores.max(axis=1, keepdims=True) - margin
+    if off_topic is not None:
+        eligible &= ~np.asarray(off_topic, dtype=bool)[:, None]
     pooled = _best_threshold(scores[eligible], gold[eligible], int(gold.sum())) if gold.any() else None
     fitted = np.asarray(fallback, dtype=np.float64).copy()
     for j in range(scores.shape[1]):

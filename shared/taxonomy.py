@@ -46,6 +46,9 @@ class Taxonomy(BaseModel):
     version: str = Field("1", pattern=r"^[A-Za-z0-9._-]{1,32}$")
     description: str = ""
     verticals: list[Vertical] = Field(min_length=1)
+    # Posts that belong to none of the verticals (greetings, giveaways, schedule news): tier 1 gives
+    # no label to a post closer to these than to every vertical. Empty = every post gets its best.
+    off_topic: list[str] = Field(default_factory=list, max_length=200)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Taxonomy:

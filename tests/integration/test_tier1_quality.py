@@ -52,7 +52,8 @@ def test_default_taxonomy_on_hand_written_creator_posts(embed):
     report = held_out_report(DEFAULT_TAXONOMY, CREATOR_POSTS, embed)
     assert report.texts == 170 and report.off_topic_texts == 10
     assert report.top1_accuracy >= 0.887 - MARGIN
-    assert report.micro["f1"] >= 0.745 - MARGIN and report.macro["f1"] >= 0.742 - MARGIN
+    assert report.micro["f1"] >= 0.759 - MARGIN and report.macro["f1"] >= 0.754 - MARGIN
+    assert report.off_topic_rejected >= 0.7  # 9 of 10 giveaway/schedule/thank-you posts left unlabelled
     # The uncertain flag must mean something: tier 1 is clearly better where it is sure.
     assert report.accuracy_confident - report.accuracy_uncertain >= 0.15
     assert 0.05 <= report.uncertain_share <= 0.35  # tier 2 sees a minority, not everything or nothing

@@ -96,6 +96,17 @@ def test_fit_thresholds_on_a_synthetic_score_matrix():
         fit_thresholds(scores, gold[:, :2], fallback)
 
 
+def test_texts_the_off_topic_rule_leaves_unlabelled_cannot_be_false_positives():
+    scores = np.array([[0.9], [0.5], [0.6], [0.55]])
+    gold = np.array([[True], [True], [False], [False]])
+    fallback = np.array([0.3], dtype=np.float32)
+    # Counting the two negatives, taking 0.5 costs as much as it gains: the higher threshold wins.
+    assert fit_thresholds(scores, gold, fallback, shrink=0.0)[0] == pytest.approx(0.75)
+    # The off-topic rule removes them anyway, so the threshold may go under the 0.5 positive.
+    blocked = fit_thresholds(scores, gold, fallback, shrink=0.0, off_topic=np.array([False, False, True, True]))
+    assert blocked[0] < 0.5
+
+
 def test_load_labelled_accepts_off_topic_and_names_the_bad_line(tmp_path):
     good = tmp_path / "good.jsonl"
     good.write_text('{"text": "soup", "labels": ["food"]}\n\n{"text": "hello all", "labels": []}\n')

@@ -32,9 +32,10 @@ def post(*weights: float) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def classifier(examples: dict | None = None, **thresholds: float) -> VerticalClassifier:
+def classifier(examples: dict | None = None, off_topic: np.ndarray | None = None,
+               **thresholds: float) -> VerticalClassifier:
     descriptions = {"food": AXES[[0]], "pets": AXES[[1]], "cars": AXES[[2]], "off": AXES[[3]]}
-    return VerticalClassifier(taxonomy(**thresholds), descriptions, examples)
+    return VerticalClassifier(taxonomy(**thresholds), descriptions, examples, off_topic=off_topic)
 
 
 def test_label_mask_needs_the_threshold_and_the_margin_to_the_best_and_caps_the_count():
@@ -46,6 +47,8 @@ def test_label_mask_needs_the_threshold_and_the_margin_to_the_best_and_caps_the_
     ])
     mask = label_mask(scores, thresholds, margin=0.04, max_labels=2)
     assert mask.tolist() == [[True, False, False, True], [True, False, False, False], [False] * 4]
+    blocked = label_mask(scores, thresholds, margin=0.04, off_topic=np.array([False, True, False]))
+    assert blocked[0].sum() == 3 and not blocked[1].any()
 
 
 def test_classify_labels_best_first_with_taxonomy_version_and_skips_disabled_verticals():
@@ -66,6 +69,16 @@ def test_close_calls_and_scores_near_the_threshold_are_flagged_for_tier_two():
     assert near_threshold.uncertain  # 0.707 vs threshold 0.7: confidence ~0.54
     assert close_call.uncertain  # food and pets within MIN_MARGIN
     assert not clear.uncertain
+
+
+def test_posts_closer_to_the_off_topic_prototype_get_no_label():
+    # the off-topic prototype points along the 4th axis (the disabled vertical's, which is never scored)
+    chatter, recipe, borderline = classifier(off_topic=AXES[[3]], food=0.1, pets=0.1, cars=0.1).classify(
+        np.stack([post(0.2, 0, 0, 1), post(1, 0, 0, 0.5), post(1, 0, 0, 1.07)]))
+    assert chatter.labels == () and chatter.top[0] == "food"  # scores stay visible for tier 2
+    assert [label.vertical for label in recipe.labels] == ["food"]
+    assert borderline.labels == () and borderline.uncertain  # off-topic by 0.048: past 0.04, by less than MIN_MARGIN
+    assert classifier(food=0.1).off_topic_rows(post(0, 0, 0, 1)) is None  # no list, no off-topic rule
 
 
 def test_examples_pull_a_prototype_towards_them():
