@@ -42,7 +42,7 @@ from ops.eval_core import (
 )
 from shared.config import PROJECT_ROOT
 from shared.taxonomy import DEFAULT_TAXONOMY_DIR, Taxonomy
-from shared.verticals import DEFAULT_THRESHOLD, EmbedTexts, VerticalClassifier
+from shared.verticals import EmbedTexts, VerticalClassifier
 
 DEFAULT_RESULTS = PROJECT_ROOT / "eval" / "results"
 EVAL_TAXONOMY_DIR = PROJECT_ROOT / "eval" / "taxonomies"

@@ -11,7 +11,7 @@ import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +128,6 @@ class QualityReport:
     texts: int
     off_topic_texts: int  # texts about none of the verticals
     off_topic_rejected: float | None  # ... that rightly got no label
-    extra: dict[str, object] = field(default_factory=dict)
 
     def below(self, floor: float) -> list[str]:
         """Verticals with support whose F1 is under ``floor``, worst first."""
