@@ -174,8 +174,3 @@ class SummarizerSettings(_EnvSettings):
         4_000, ge=500, description="Prompt tokens one account's LLM summary may use, all requests together.")
     summarizer_llm_posts_per_theme: int = Field(
         8, ge=1, le=50, description="Posts per theme the LLM reads (those closest to the theme's representative).")
-    summarizer_llm: bool = Field(True, description="Add an LLM-written profile when LLM_BASE_URL is set.")
-    summarizer_llm_token_budget: int = Field(
-        4_000, ge=500, description="Prompt tokens one account's LLM summary may use, all requests together.")
-    summarizer_llm_posts_per_theme: int = Field(
-        8, ge=1, le=50, description="Posts per theme the LLM reads (those closest to the theme's representative).")

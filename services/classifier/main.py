@@ -8,7 +8,7 @@ after the upsert it was decided from, on the partition the indexer reads in orde
 post.labels events come back to it and are skipped.
 
 Without LLM_BASE_URL no LLM is called: the service still measures the uncertain share (what tier 2
-would cost) and the prediction histogram. Index versions a replay builds from their own topic get
+would cost) and the sliding-window histogram of predicted verticals (drift). Index versions a replay builds from their own topic get
 a loop of their own; LLM answers are cached, so a replay's opinions are free.
 """
 
@@ -42,15 +42,17 @@ from shared.logging import configure_logging, get_logger
 from shared.metrics import CLASSIFIER_OPINIONS, CLASSIFIER_POSTS, STAGE_SECONDS
 from shared.taxonomy import TaxonomyCatalog
 from shared.version_loops import VersionLoops
+from shared.verticals import VerticalDrift
 
 log = get_logger("classifier")
 EMBEDDING_DIM = 384
 
 
 class ClassifierService:
-    def __init__(self, classifier: PostClassifier, output_topic: str) -> None:
+    def __init__(self, classifier: PostClassifier, output_topic: str, drift: VerticalDrift | None = None) -> None:
         self.classifier = classifier
         self.output_topic = output_topic
+        self.drift = drift  # the live loop's: what the index is being filled with
 
     def handle_batch(self, messages: list[Message]) -> BatchResult:
         result, events = BatchResult(), []
@@ -67,6 +69,8 @@ class ClassifierService:
         with STAGE_SECONDS.labels(stage="classify_batch").time():
             batch = self.classifier.process(events)
         count(batch)
+        if self.drift is not None:
+            self.drift.observe(batch.results)
         for opinion in batch.opinions:
             result.outputs.append(OutboundMessage(self.output_topic, account_key(opinion.account_id), encode(opinion)))
         return result
@@ -81,9 +85,10 @@ def count(batch: ClassifiedBatch) -> None:
 
 
 def classifier_loop(kafka: KafkaSettings, classifier: PostClassifier, *, topic: str, group: str,
-                    stop: threading.Event, heartbeat: Heartbeat | None = None) -> BatchLoop:
+                    stop: threading.Event, heartbeat: Heartbeat | None = None,
+                    drift: VerticalDrift | None = None) -> BatchLoop:
     ensure_topics(kafka, [topic, dlq_topic(topic)])
-    service = ClassifierService(classifier, output_topic=topic)
+    service = ClassifierService(classifier, output_topic=topic, drift=drift)
     return BatchLoop(service="classifier", settings=kafka, consumer=make_consumer(kafka, group),
                      producer=make_producer(kafka), topics=[topic], handle_batch=service.handle_batch, stop=stop,
                      heartbeat=heartbeat)
@@ -124,7 +129,7 @@ def main() -> None:
     registry = IndexRegistry(redis_client, kafka.topic_prefix, alias=VectorStoreSettings().posts_collection)
     replay_classifiers(kafka, registry, classifier, stop, heartbeat).start()
     classifier_loop(kafka, classifier, topic=kafka.embedded_posts_topic, group=f"{kafka.topic_prefix}-classifier",
-                    stop=stop, heartbeat=heartbeat).run()
+                    stop=stop, heartbeat=heartbeat, drift=VerticalDrift()).run()
 
 
 if __name__ == "__main__":

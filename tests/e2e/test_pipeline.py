@@ -192,6 +192,10 @@ def test_posts_are_labelled_by_tier_one_and_unsure_ones_by_the_llm(pipeline):
     assert 0 < len(asked) < pipeline.points()
     spend = pipeline.http.get("/v1/status").json()["llm_spend"]
     assert spend["calls"] > 0 and spend["usd"] > 0
+    # The classifier exports what it saw: the unsure share, and the window of predicted verticals (drift).
+    metrics = httpx.get(f"http://127.0.0.1:{pipeline.stack.config.ops_port('classifier')}/metrics").text
+    assert 'classifier_posts_total{route="uncertain",taxonomy="default"}' in metrics
+    assert 'vertical_predicted_share{taxonomy="default",vertical="food"}' in metrics
 
     # A person's correction through the API shows on the post within seconds (the learner runs in
     # the query process) and becomes a few-shot example for tier 1.
