@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
 SCALE ?= small
 
-.PHONY: help setup dev test test-fast seed replay schemas up down clean bench
+.PHONY: help setup dev test test-fast seed replay schemas up down clean bench llm-local
 
 help:
 	@echo "make dev        install what is missing, then run the whole stack until Ctrl-C"
@@ -16,6 +16,7 @@ help:
 	@echo "make eval TAXONOMY=default DATA=eval/data/creator_posts.jsonl   tier-1 classification quality (ARGS=--help)"
 	@echo "make schemas    regenerate schemas/*.json from shared/events.py"
 	@echo "make up / down  the production-like stack in Docker (Kafka, Debezium, Qdrant server)"
+	@echo "make llm-local  serve SmolLM2-135M on a private port (OpenAI-compatible; ARGS=--smoke); plumbing check only"
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	PYTHON=$(PYTHON) bash scripts/setup.sh
@@ -65,3 +66,8 @@ BENCH_SCALE = $(if $(filter file,$(origin SCALE)),medium,$(SCALE))
 bench: setup
 	@$(PY) -c "import matplotlib" 2>/dev/null && test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench.run --scale $(BENCH_SCALE) $(if $(ONLY),--only $(ONLY)) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+# A real local OpenAI-compatible model for the LLM tier (not part of `make test`). The first run
+# compiles llama-cpp-python from its sdist (~15 min on 2 cores) and caches the wheel in .dev/wheels.
+llm-local: setup
+	$(PY) -m devstack.llm_local $(ARGS)

@@ -144,6 +144,9 @@ class LlmSettings(_EnvSettings):
     llm_prompt_version: str = Field("v1", description="Bump when prompts change: part of every cache key.")
     llm_json_mode: bool = Field(
         True, description='Send response_format={"type": "json_object"} (turn off for endpoints that reject it).')
+    llm_json_schema: bool = Field(
+        False, description="Also send the answer's JSON schema in response_format (llama.cpp-style constrained "
+        "decoding: small models keep to the shape and the vertical names); off for endpoints that reject it.")
 
 
 class SummarizerSettings(_EnvSettings):

@@ -188,6 +188,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 # --- answer cache ------------------------------------------------------------------------------
 
 
+def answer_cache_key(stage: str, model: str, prompt_version: str, key: str) -> str:
+    """Where an answer is cached: a new model or prompt version never reads an old one's answers."""
+    return f"llm:{stage}:{model}:{prompt_version}:{key}"
+
+
 class LlmAnswerCache:
     """Answers by key in Redis; like shared.cache, a Redis failure is counted, logged and skipped."""
 
@@ -273,14 +278,17 @@ class LlmClient:
         return time.monotonic() + self.settings.llm_deadline_s
 
     def cache_key(self, stage: str, key: str) -> str:
-        return f"llm:{stage}:{self.model}:{self.settings.llm_prompt_version}:{key}"
+        return answer_cache_key(stage, self.model, self.settings.llm_prompt_version, key)
 
     def complete(self, messages: Sequence[Message], *, stage: str, taxonomy: str = NO_TAXONOMY,
                  cache_key: str | None = None, parse: Callable[[str], T] | None = None,
                  shares: Callable[[T], Shares] | None = None, max_tokens: int | None = None,
-                 json_mode: bool = False, deadline: float | None = None) -> Completion[T]:
+                 json_mode: bool = False, json_schema: Mapping[str, Any] | None = None,
+                 deadline: float | None = None) -> Completion[T]:
         """One chat completion under the governance above.
 
+        ``json_mode`` asks for a JSON object (LLM_JSON_MODE), ``json_schema`` for that shape where the
+        endpoint constrains decoding (LLM_JSON_SCHEMA);
         ``parse`` turns the content into a value and raises MalformedAnswer to have it retried;
         ``shares`` says which (taxonomy, vertical) the paid tokens are booked to (default: the
         taxonomy and "-"); ``cache_key`` (e.g. a content hash of everything the prompt depends on)
@@ -297,6 +305,8 @@ class LlmClient:
             body["max_tokens"] = max_tokens
         if json_mode and self.settings.llm_json_mode:
             body["response_format"] = {"type": "json_object"}
+            if json_schema is not None and self.settings.llm_json_schema:
+                body["response_format"]["schema"] = dict(json_schema)
         deadline = deadline if deadline is not None else self.deadline()
         default_shares = {(taxonomy, NO_VERTICAL): 1.0}
         failures: list[str] = []

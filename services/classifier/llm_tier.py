@@ -75,6 +75,16 @@ def user_prompt(texts: Sequence[str]) -> str:
     return orjson.dumps({"posts": [{"id": i + 1, "text": t} for i, t in enumerate(texts)]}).decode()
 
 
+def answer_schema(taxonomy: Taxonomy) -> dict:
+    """The answer's JSON schema, for endpoints that constrain decoding to it (LLM_JSON_SCHEMA)."""
+    label = {"type": "object", "required": ["vertical", "confidence"], "properties": {
+        "vertical": {"type": "string", "enum": sorted(taxonomy.enabled_names())},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1}}}
+    entry = {"type": "object", "required": ["id", "labels"], "properties": {
+        "id": {"type": "integer"}, "labels": {"type": "array", "items": label}}}
+    return {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": entry}}}
+
+
 def prompt_fingerprint(taxonomy: Taxonomy) -> str:
     """Changes whenever anything the answer depends on changes (taxonomy content, version, prompt)."""
     version = getattr(taxonomy, "version", "")
@@ -93,10 +103,10 @@ def parse_answer(content: str, taxonomy: Taxonomy, expected: int) -> ParsedAnswe
     try:
         document = orjson.loads(_strip_code_fence(content))
     except orjson.JSONDecodeError as exc:
-        raise MalformedAnswer(f"answer is not JSON: {exc}") from exc
+        raise MalformedAnswer(f"answer is not JSON: {exc}: {content[:120]!r}") from exc
     results = document.get("results") if isinstance(document, dict) else None
     if not isinstance(results, list):
-        raise MalformedAnswer('answer has no "results" list')
+        raise MalformedAnswer(f'answer has no "results" list: {content[:120]!r}')
     enabled = taxonomy.enabled_names()
     known = {v.name for v in taxonomy.verticals}
     labels: dict[int, list[tuple[str, float]]] = {}
@@ -237,7 +247,8 @@ class LlmVerticalClassifier:
                     {"role": "user", "content": user_prompt(texts)}]
         expected = len(posts)
         completion = self.client.complete(
-            messages, stage=STAGE, taxonomy=taxonomy.name, json_mode=True, deadline=deadline,
+            messages, stage=STAGE, taxonomy=taxonomy.name, json_mode=True, json_schema=answer_schema(taxonomy),
+            deadline=deadline,
             parse=lambda content: parse_answer(content, taxonomy, expected),
             shares=lambda answer: booking_shares(answer, taxonomy.name, expected),
         )

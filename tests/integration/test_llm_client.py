@@ -105,13 +105,21 @@ def test_posts_go_in_batches_and_come_back_with_valid_llm_labels(server, redis_c
     assert len(server.requests) == math.ceil(45 / 16) == result.requests
     assert sorted(len(r.posts) for r in server.requests) == [13, 16, 16]
     assert "gaming" not in taxonomy_names(server.requests[0].body)  # disabled verticals are not offered
-    assert server.requests[0].body["response_format"] == {"type": "json_object"}
+    assert server.requests[0].body["response_format"] == {"type": "json_object"}  # no schema unless asked
     assert result.failed == {}
     for post in posts:
         labels = result.labels[post.post_id]
         assert sorted(label.vertical for label in labels) == expected_verticals(post)
         assert all(label.taxonomy == taxonomy.name and label.confidence == 0.9 for label in labels)
         assert all(getattr(label, "tier", "llm") == "llm" for label in labels)
+
+
+def test_the_answer_schema_is_sent_when_the_endpoint_constrains_decoding(server, redis_client):
+    client = make_client(server, redis_client, llm_json_schema=True)
+    LlmVerticalClassifier(client).classify(make_taxonomy(), make_posts(2))
+    schema = server.requests[0].body["response_format"]["schema"]
+    label = schema["properties"]["results"]["items"]["properties"]["labels"]["items"]
+    assert label["properties"]["vertical"]["enum"] == sorted(TOPICS)  # enabled verticals only
 
 
 def test_long_posts_are_cut_to_the_token_budget_before_they_are_sent(server, redis_client):
