@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
 SCALE ?= small
 
-.PHONY: help setup dev test test-fast seed replay schemas up down clean bench llm-local
+.PHONY: help setup dev test test-fast seed replay schemas up down clean bench bench-classification llm-local
 
 help:
 	@echo "make dev        install what is missing, then run the whole stack until Ctrl-C"
@@ -71,3 +71,7 @@ bench: setup
 # compiles llama-cpp-python from its sdist (~15 min on 2 cores) and caches the wheel in .dev/wheels.
 llm-local: setup
 	$(PY) -m devstack.llm_local $(ARGS)
+
+# Tier-2 share, modelled LLM cost per 1,000 posts and second-pass cache hits on the demo seed's viable posts.
+bench-classification: setup
+	$(PY) -m bench.classification --scale $(BENCH_SCALE) $(BENCH_ARGS)

@@ -4,6 +4,7 @@ it, and switch the alias atomically.
     python -m ops.replay --stage pipeline                    # everything again, from the CDC topics
     python -m ops.replay --stage embed --model int8          # re-embed everything with a new model
     python -m ops.replay --stage index --from 2026-11-01T00:00  # re-index from a point in time
+    python -m ops.replay --stage classify                    # re-classify after a taxonomy change
     python -m ops.replay --dry-run --stage embed --model int8 # what it would cost, nothing changes
     python -m ops.replay --rollback                          # point the alias back
     python -m ops.replay --drop posts_v2                     # discard a version that is not active
@@ -14,7 +15,9 @@ consumer group, own state in Redis, the VIABILITY_* rules of this command's envi
 embeds and indexes into the new version: the way to reprocess after a viability rule change or a
 bug fix. ``embed`` re-reads the viable-posts topic, embeds with the chosen model (cache first) into
 a version topic, and indexes that. ``index`` re-reads the embedded topic into a new collection (a
-collection setting or payload change). The new version gets its own consumer groups, so live
+collection setting or payload change); ``classify`` is the same, named for what it is used for: tier-1
+labels are decided when a point is written, and the classifier runs a tier-2 loop for the version
+(LLM answers already cached cost nothing). The dry run prices that LLM stage too. The new version gets its own consumer groups, so live
 changes reach it as well; consumer offsets are set through the Kafka admin API, topics are never
 deleted. Switching needs: the new version holds as many points as MariaDB has viable posts (by the
 version's rules, counted again while it catches up), and canary queries' top results overlap the
@@ -40,9 +43,19 @@ from services.viability.core import ViabilityRules
 from services.viability.main import ViabilitySettings
 from services.viability.state import replay_namespace
 from shared.cache import connect_redis
-from shared.config import KafkaSettings, MariaDBSettings, RedisSettings, VectorStoreSettings
-from shared.embedding import embedding_model_id
+from services.classifier.estimate import TierTwoEstimate, estimate_tier_two
+from shared.config import (
+    ClassifierSettings,
+    KafkaSettings,
+    LlmSettings,
+    MariaDBSettings,
+    ModelSettings,
+    RedisSettings,
+    VectorStoreSettings,
+)
+from shared.embedding import embedding_model_id, load_text_embedder
 from shared.events import (
+    EmbeddedPostUpsert,
     MalformedEvent,
     PostRecord,
     PostUpsert,
@@ -51,6 +64,9 @@ from shared.events import (
     parse_pipeline_event,
 )
 from shared.index_registry import IndexRegistry, IndexVersion
+from shared.labelling import Tier1Labeller
+from shared.llm import LlmAnswerCache
+from shared.taxonomy import TaxonomyCatalog
 
 CANARY_QUERIES = (
     "easy vegan dinner recipes", "leg day workout at the gym", "budget travel itinerary for europe",
@@ -150,9 +166,8 @@ class CostEstimate:
     upserts: int
     cache_hits: int
     model_calls: int
-    llm_tokens: int = 0
-    llm_dollars: float = 0.0
     snapshot_accounts: int = 0  # stage pipeline: accounts whose posts the source is asked for again
+    tier_two: TierTwoEstimate | None = None  # what the LLM stage would cost (or would, if turned on)
 
     def render(self, version: IndexVersion, topics: list[str]) -> str:
         lines = [
@@ -167,8 +182,8 @@ class CostEstimate:
         if version.stage != "index":
             lines += [f"  embedding cache hits  : {self.cache_hits:,}",
                       f"  model calls (texts)   : {self.model_calls:,} (local model: no per-call cost)"]
-        lines.append(f"  LLM tokens / dollars  : {self.llm_tokens:,} / ${self.llm_dollars:,.2f} "
-                     "(no LLM stage in this replay)")
+        if self.tier_two is not None:
+            lines.append(self.tier_two.render(LlmSettings()))
         return "\n".join(lines)
 
 
@@ -189,7 +204,27 @@ def estimate(kafka: KafkaSettings, version: IndexVersion, offsets: list[TopicPar
                     pipe.exists(f"emb:{model_id}:{text_hash}")
                 cost.cache_hits += sum(pipe.execute())
         cost.model_calls = len(hashes) - cost.cache_hits
+    # Tier 2 runs on what the version indexes; its posts' vectors are on the embedded topic already
+    # (for stages embed and pipeline: the live one's, which the unsure set hardly depends on).
+    embedded = offsets if version.stage == "index" else start_offsets(kafka, [kafka.embedded_posts_topic], None)
+    cost.tier_two = _tier_two(kafka, embedded, client)
     return cost
+
+
+def _tier_two(kafka: KafkaSettings, offsets: list[TopicPartition], client) -> TierTwoEstimate:
+    """Run tier 1 over the posts (it is free) and price the unsure ones not yet in the LLM cache."""
+    upserts: dict[int, EmbeddedPostUpsert] = {}
+    for message in _read_from(kafka, offsets):
+        try:
+            event = parse_pipeline_event(message.value())
+        except MalformedEvent:
+            continue
+        if isinstance(event, EmbeddedPostUpsert):
+            upserts[event.post.id] = event
+    model, catalog = ModelSettings(), TaxonomyCatalog.load(ClassifierSettings().taxonomy_dir)
+    embedder = load_text_embedder(model.model_cache_dir, intra_op_threads=model.embedding_threads)
+    return estimate_tier_two(list(upserts.values()), Tier1Labeller(catalog, embedder.embed),
+                             {t.name: t for t in catalog.all()}, LlmSettings(), LlmAnswerCache(client))
 
 
 def _pipeline_post_texts(kafka: KafkaSettings, offsets: list[TopicPartition], cost: CostEstimate) -> set[str]:
@@ -364,13 +399,18 @@ def run(args: argparse.Namespace) -> int:
         registry.switch(previous)
         print(f"alias {registry.alias} → {previous}")
         return 0
-    version = plan_version(kafka, registry, args.stage, args.model)
+    # Tier-1 labels are decided when a point is written and tier 2 runs per version, so re-classifying
+    # (a new taxonomy version, new thresholds) is re-indexing from the embedded topic: no model call.
+    stage = "index" if args.stage == "classify" else args.stage
+    version = plan_version(kafka, registry, stage, args.model)
     group, topics = first_stage(kafka, version)
     offsets = start_offsets(kafka, topics, parse_start(args.start))
     if args.dry_run:
         print(estimate(kafka, version, offsets, RedisSettings().redis_url).render(version, topics))
         return 0
     set_group_offsets(kafka, group, offsets)
+    if version.stage == "index":  # the version's tier-2 loop reads the same topic from the same place
+        set_group_offsets(kafka, f"{group}-classifier", offsets)
     registry.register(version)
     print(f"building {version.collection} from {', '.join(topics)} (group {group}); "
           f"live keeps serving {registry.active()}")
@@ -420,8 +460,9 @@ def finish(args: argparse.Namespace, registry: IndexRegistry, version: IndexVers
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.replay", description=__doc__.split("\n\n")[0].replace("\n", " "),
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=["pipeline", "embed", "index"], default="embed",
-                        help="where reprocessing starts: pipeline = from the CDC topics through viability")
+    parser.add_argument("--stage", choices=["pipeline", "embed", "index", "classify"], default="embed",
+                        help="where reprocessing starts: pipeline = from the CDC topics through viability; "
+                             "classify = index (labels are decided at indexing)")
     parser.add_argument("--model", choices=["fp32", "int8"], default="fp32",
                         help="embedding model (stages embed and pipeline)")
     parser.add_argument("--from", dest="start", default="earliest",

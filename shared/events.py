@@ -262,6 +262,25 @@ def parse_pipeline_event(raw: bytes | None) -> PostUpsert | EmbeddedPostUpsert |
         raise MalformedEvent(f"not a pipeline event: {exc}") from exc
 
 
+EMBEDDING_DIM = 384  # all-MiniLM-L6-v2
+
+
+def parse_embedded_topic_event(raw: bytes | None) -> EmbeddedPostUpsert | PostDelete | AccountPurge | PostLabels:
+    """An event of the embedded-posts topic, checked as each of its readers (indexer, classifier,
+    summarizer) needs it: a vector of the model's dimension, never a post without one."""
+    event = parse_pipeline_event(raw)
+    if event.kind == "post.upsert":
+        raise MalformedEvent("post.upsert without a vector: wrong topic")
+    if event.kind == "post.embedded":
+        try:
+            dimensions = len(event.vector())
+        except ValueError as exc:
+            raise MalformedEvent(f"vector is not base64 float32: {exc}") from exc
+        if dimensions != EMBEDDING_DIM:
+            raise MalformedEvent(f"vector has {dimensions} dimensions, expected {EMBEDDING_DIM}")
+    return event
+
+
 def incremental_snapshot_signal(database: str, table: str, column: str, values: list[int]) -> bytes:
     """A Debezium ``execute-snapshot`` signal asking for ``table`` rows with ``column IN values``
     again (how viability brings in the posts of an account that just became viable)."""

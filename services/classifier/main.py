@@ -20,7 +20,7 @@ from confluent_kafka import Message
 
 from services.classifier.core import ClassifiedBatch, PostClassifier
 from services.classifier.llm_tier import LlmVerticalClassifier
-from services.indexer.main import open_labeller
+from services.indexer.main import live_indexer_group, open_labeller
 from shared.cache import connect_redis
 from shared.config import (
     ClassifierSettings,
@@ -33,7 +33,7 @@ from shared.config import (
     dlq_topic,
 )
 from shared.embedding import load_text_embedder
-from shared.events import MalformedEvent, account_key, encode, parse_pipeline_event
+from shared.events import MalformedEvent, account_key, encode, parse_embedded_topic_event
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.index_registry import IndexRegistry, IndexVersion
 from shared.kafka import BatchLoop, BatchResult, DeadLetter, OutboundMessage, ensure_topics, make_consumer, make_producer
@@ -45,7 +45,6 @@ from shared.version_loops import VersionLoops
 from shared.verticals import VerticalDrift
 
 log = get_logger("classifier")
-EMBEDDING_DIM = 384
 
 
 class ClassifierService:
@@ -58,11 +57,7 @@ class ClassifierService:
         result, events = BatchResult(), []
         for message in messages:
             try:
-                event = parse_pipeline_event(message.value())
-                if event.kind == "post.upsert":
-                    raise MalformedEvent("post.upsert without a vector: wrong topic")
-                if event.kind == "post.embedded" and len(event.vector()) != EMBEDDING_DIM:
-                    raise MalformedEvent(f"vector has {len(event.vector())} dimensions, expected {EMBEDDING_DIM}")
+                event = parse_embedded_topic_event(message.value())
                 events.append(event)
             except (MalformedEvent, ValueError) as exc:
                 result.dead_letters.append(DeadLetter(message, exc))
@@ -96,14 +91,17 @@ def classifier_loop(kafka: KafkaSettings, classifier: PostClassifier, *, topic: 
 
 def replay_classifiers(kafka: KafkaSettings, registry: IndexRegistry, classifier: PostClassifier,
                        stop: threading.Event, heartbeat: Heartbeat) -> VersionLoops:
-    """A loop per index version that has an embedded topic of its own (stages embed and pipeline)."""
+    """A loop per index version a replay builds. Stages embed and pipeline have an embedded topic of their
+    own; a stage-index (re-classify) version reads the live one again from where the replay started it,
+    publishing its opinions there too, where the live indexer applies them as well."""
 
     def build(version: IndexVersion, loop_stop: threading.Event) -> BatchLoop:
         return classifier_loop(kafka, classifier, topic=version.source_topic, group=f"{version.indexer_group}-classifier",
                                stop=loop_stop, heartbeat=heartbeat)
 
-    return VersionLoops(registry, service="classifier", wants=lambda v: v.source_topic != kafka.embedded_posts_topic,
-                        build=build, stop=stop)
+    live = live_indexer_group(kafka)
+    return VersionLoops(registry, service="classifier", wants=lambda v: v.indexer_group != live, build=build,
+                        stop=stop)
 
 
 def build_classifier(redis_client) -> PostClassifier:

@@ -29,7 +29,7 @@ from shared.config import (
     dlq_topic,
 )
 from shared.embedding import load_text_embedder
-from shared.events import MalformedEvent, parse_pipeline_event
+from shared.events import EMBEDDING_DIM, MalformedEvent, parse_embedded_topic_event
 from shared.fewshot import FewShotStore
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.index_registry import IndexRegistry
@@ -41,7 +41,6 @@ from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import VectorStore, open_vector_store
 from shared.verticals import EmbedTexts
 
-EMBEDDING_DIM = 384
 
 
 class IndexerService:
@@ -52,11 +51,7 @@ class IndexerService:
         result, events = BatchResult(), []
         for message in messages:
             try:
-                event = parse_pipeline_event(message.value())
-                if event.kind == "post.upsert":
-                    raise MalformedEvent("post.upsert without a vector: wrong topic")
-                if event.kind == "post.embedded" and len(event.vector()) != EMBEDDING_DIM:
-                    raise MalformedEvent(f"vector has {len(event.vector())} dimensions, expected {EMBEDDING_DIM}")
+                event = parse_embedded_topic_event(message.value())
                 events.append(event)
             except (MalformedEvent, ValueError) as exc:
                 result.dead_letters.append(DeadLetter(message, exc))

@@ -38,7 +38,7 @@ from shared.config import (
     dlq_topic,
 )
 from shared.embedding import TextEmbedder, load_text_embedder
-from shared.events import MalformedEvent, parse_pipeline_event
+from shared.events import MalformedEvent, parse_embedded_topic_event
 from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
 from shared.index_registry import IndexRegistry, IndexVersion, accounts_collection_for
 from shared.kafka import BatchLoop, BatchResult, DeadLetter, ensure_topics, make_consumer, make_producer
@@ -60,11 +60,7 @@ class SummarizerService:
         result, events = BatchResult(), []
         for message in messages:
             try:
-                event = parse_pipeline_event(message.value())
-                if event.kind == "post.upsert":
-                    raise MalformedEvent("post.upsert without a vector: wrong topic")
-                if event.kind == "post.embedded" and len(event.vector()) != EMBEDDING_DIM:
-                    raise MalformedEvent(f"vector has {len(event.vector())} dimensions, expected {EMBEDDING_DIM}")
+                event = parse_embedded_topic_event(message.value())
                 events.append((account_of(event, message.key()), event))
             except (MalformedEvent, ValueError) as exc:
                 result.dead_letters.append(DeadLetter(message, exc))

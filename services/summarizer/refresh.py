@@ -37,7 +37,7 @@ from services.summarizer.dirty import ClaimedAccount, DirtyAccounts
 from services.summarizer.llm_tier import LlmSummary, LlmSummaryWriter
 from shared.config import SummarizerSettings
 from shared.embedding import TextEmbedder
-from shared.events import AccountPurge, EmbeddedPostUpsert, PostDelete
+from shared.events import EMBEDDING_DIM, AccountPurge, EmbeddedPostUpsert, PostDelete
 from shared.logging import get_logger
 from shared.metrics import SUMMARY_BACKLOG, SUMMARY_REFRESHES, SUMMARY_SECONDS
 from shared.sparse import SparseEncoder
@@ -45,7 +45,6 @@ from shared.taxonomy import label_key
 from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
 
 log = get_logger("summarizer")
-EMBEDDING_DIM = 384
 RECHECK_MS = 1_000  # how soon an account whose posts the indexer has not written yet is looked at again
 FAILURE_RETRY_MS = 5_000
 CLAIM_BATCH = 8

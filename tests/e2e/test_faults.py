@@ -84,6 +84,8 @@ def test_every_service_killed_mid_ingest_and_redis_restarted_loses_nothing(stack
     sql(port, "UPDATE posts SET title = CONCAT(title, ' (edited)') WHERE id % 40 = 0")
     progress(1500)
     kill_and_restart(stack, "embedder", events)
+    progress(2000)
+    kill_and_restart(stack, "classifier", events)
     progress(2500)
     redis_process = infra.infra["redis"]
     redis_process.stop()
@@ -93,7 +95,7 @@ def test_every_service_killed_mid_ingest_and_redis_restarted_loses_nothing(stack
     wait_for(lambda: port_open("127.0.0.1", infra.config.redis_port), timeout=15, what="Redis back")
     events.append("redis restarted")
     progress(3500)
-    kill_and_restart(stack, "query", events)  # the indexer runs in the query process
+    kill_and_restart(stack, "query", events)  # the indexer and the summarizer run in the query process
     sql(port, "DELETE FROM posts WHERE id % 97 = 0")
 
     expected = dict(sql(port, VIABLE_POSTS_SQL))
@@ -109,7 +111,10 @@ def test_every_service_killed_mid_ingest_and_redis_restarted_loses_nothing(stack
         ids = list(store.scroll_ids("posts"))
         assert len(ids) == len(set(ids)) == len(expected)
         assert set(ids) == {post_point_id(post_id) for post_id in expected}
-        stored = {p.payload["post_id"]: p.payload["title"] for p in store.retrieve("posts", ids)}
+        points = store.retrieve("posts", ids)
+        # Labels are written with the point, so no crash leaves a point unlabelled.
+        assert all(isinstance(p.payload.get("verticals"), list) and p.payload.get("content_hash") for p in points)
+        stored = {p.payload["post_id"]: p.payload["title"] for p in points}
         stale = {pid: (title, expected[pid]) for pid, title in stored.items() if title != expected[pid]}
         assert stale == {}
     finally:

@@ -82,6 +82,8 @@ def test_re_embedding_replay_builds_verifies_switches_and_rolls_back(stack, env,
     assert replay.main(["--dry-run", "--stage", "embed", "--model", "fp32"]) == 0
     warm = capsys.readouterr().out
     assert "model calls (texts)   : 0 " in warm
+    # It prices the LLM stage too: tier 1 runs over the posts to find the unsure ones (no LLM here).
+    assert "tier 2 (LLM), off (no LLM_BASE_URL): if turned on" in warm and "unsure posts of " in warm
     assert replay.main(["--dry-run", "--stage", "embed", "--model", "int8"]) == 0
     cold = capsys.readouterr().out
     assert "embedding cache hits  : 0\n" in cold

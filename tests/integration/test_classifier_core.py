@@ -9,12 +9,13 @@ import pytest
 import redis
 
 from services.classifier.core import PostClassifier
+from services.classifier.estimate import estimate_tier_two
 from services.classifier.llm_tier import LlmVerticalClassifier
 from shared.config import LlmSettings
 from shared.embedding import load_text_embedder
 from shared.events import AccountFields, EmbeddedPostUpsert, PostDelete, PostRecord, PostUpsert, SourcePosition, content_hash
 from shared.labelling import Tier1Labeller
-from shared.llm import LlmClient
+from shared.llm import LlmAnswerCache, LlmClient
 from shared.taxonomy import TaxonomyCatalog
 from tests.conftest import MODEL_CACHE_DIR
 from tests.support.fake_llm import FakeLlmServer
@@ -101,3 +102,22 @@ def test_only_the_latest_version_of_a_post_in_a_batch_is_judged(embedder, catalo
     batch = PostClassifier(Tier1Labeller(catalog, embedder.embed), {t.name: t for t in catalog.all()}).process(
         [first, edited])
     assert batch.posts == 1
+
+
+def test_the_dry_run_estimate_prices_only_unsure_posts_not_yet_answered(embedder, redis_client, catalog):
+    labeller, batch_events = Tier1Labeller(catalog, embedder.embed), events(embedder)
+    taxonomies = {t.name: t for t in catalog.all()}
+    with FakeLlmServer() as server:
+        settings = LlmSettings(llm_base_url=server.base_url, llm_model="estimate-judge", llm_batch_size=4)
+        cold = estimate_tier_two(batch_events, labeller, taxonomies, settings, LlmAnswerCache(redis_client))
+        assert server.requests == []  # an estimate never calls the model
+        unsure = sum(cold.unsure.values())
+        assert cold.posts == len(TEXTS) and 0 < unsure < len(TEXTS) * len(taxonomies)
+        assert cold.cached == 0 and cold.to_ask == unsure and cold.usd > 0
+        assert cold.requests == sum(-(-n // 4) for n in cold.unsure.values() if n)
+        with LlmClient(settings, redis_client) as client:
+            PostClassifier(labeller, taxonomies, LlmVerticalClassifier(client)).process(batch_events)
+        asked = len(server.requests)
+        warm = estimate_tier_two(batch_events, labeller, taxonomies, settings, LlmAnswerCache(redis_client))
+        assert len(server.requests) == asked
+    assert warm.cached == unsure and warm.to_ask == 0 and warm.usd == 0 and warm.requests == 0
