@@ -187,10 +187,10 @@ class CostEstimate:
         return "\n".join(lines)
 
 
-def estimate(kafka: KafkaSettings, version: IndexVersion, offsets: list[TopicPartition], redis_url: str) -> CostEstimate:
+def estimate(kafka: KafkaSettings, version: IndexVersion, offsets: list[TopicPartition], cache_url: str) -> CostEstimate:
     """Read what would be reprocessed; for re-embedding, ask the cache which texts it already has."""
     model_id = embedding_model_id(version.model_variant == "int8")
-    client = connect_redis(redis_url)
+    client = connect_redis(cache_url)  # the embedding and LLM answer caches
     cost = CostEstimate(0, 0, 0, 0)
     if version.stage == "pipeline":
         hashes = _viable_post_texts(kafka, version, offsets, cost)
@@ -406,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
     group, topics = first_stage(kafka, version)
     offsets = start_offsets(kafka, topics, parse_start(args.start))
     if args.dry_run:
-        print(estimate(kafka, version, offsets, RedisSettings().redis_url).render(version, topics))
+        print(estimate(kafka, version, offsets, RedisSettings().cache_url).render(version, topics))
         return 0
     set_group_offsets(kafka, group, offsets)
     if version.stage == "index":  # the version's tier-2 loop reads the same topic from the same place

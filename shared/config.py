@@ -82,7 +82,14 @@ class MariaDBSettings(_EnvSettings):
 
 
 class RedisSettings(_EnvSettings):
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for caches and viability state.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding state that must not be lost: "
+                           "viability state, index versions, API keys, corrections, spend ledger.")
+    redis_cache_url: str | None = Field(None, description="Redis for caches (embeddings, query vectors, LLM answers), "
+                                        "which may evict; none = REDIS_URL. Production points it at an LRU Redis.")
+
+    @property
+    def cache_url(self) -> str:
+        return self.redis_cache_url or self.redis_url
 
 
 class VectorStoreSettings(_EnvSettings):

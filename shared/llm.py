@@ -243,13 +243,14 @@ class _Attempt:
 
 class LlmClient:
     def __init__(self, settings: LlmSettings, redis_client: redis.Redis | None, *,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, cache_client: redis.Redis | None = None) -> None:
+        """redis_client keeps the spend ledger (state); answers are cached in cache_client (default: the same)."""
         if not settings.llm_base_url:
             raise ValueError("LlmClient needs LLM_BASE_URL (None means: no LLM tier)")
         self.settings = settings
         self.model = settings.llm_model
         self.redis = redis_client
-        self.cache = LlmAnswerCache(redis_client)
+        self.cache = LlmAnswerCache(cache_client or redis_client)
         self.limiter = AdaptiveLimiter(
             settings.llm_max_concurrency, on_change=LLM_CONCURRENCY_LIMIT.labels(model=self.model).set)
         self._rng = rng or random.Random()
@@ -458,6 +459,7 @@ class LlmClient:
                           cached=True, attempts=0)
 
 
-def build_llm_client(settings: LlmSettings, redis_client: redis.Redis | None) -> LlmClient | None:
+def build_llm_client(settings: LlmSettings, redis_client: redis.Redis | None,
+                     cache_client: redis.Redis | None = None) -> LlmClient | None:
     """The configured client, or None when no endpoint is configured (tier 1 only)."""
-    return LlmClient(settings, redis_client) if settings.llm_base_url else None
+    return LlmClient(settings, redis_client, cache_client=cache_client) if settings.llm_base_url else None

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import threading
 
+import redis
+
 from confluent_kafka import Message
 
 from services.classifier.core import ClassifiedBatch, PostClassifier
@@ -104,12 +106,13 @@ def replay_classifiers(kafka: KafkaSettings, registry: IndexRegistry, classifier
                         stop=stop)
 
 
-def build_classifier(redis_client) -> PostClassifier:
+def build_classifier(redis_client: redis.Redis, cache_client: redis.Redis) -> PostClassifier:
     model, settings, llm = ModelSettings(), ClassifierSettings(), LlmSettings()
     embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
                                   intra_op_threads=model.embedding_threads)
     catalog = TaxonomyCatalog.load(settings.taxonomy_dir)
-    tier_two = LlmVerticalClassifier(LlmClient(llm, redis_client)) if llm.llm_base_url else None
+    tier_two = LlmVerticalClassifier(LlmClient(llm, redis_client, cache_client=cache_client)) \
+        if llm.llm_base_url else None
     log.info("classifier ready", taxonomies=[t.name for t in catalog.all()],
              tier_two=llm.llm_model if tier_two else "off (no LLM_BASE_URL)")
     return PostClassifier(open_labeller(embedder.embed, redis_client), {t.name: t for t in catalog.all()},
@@ -119,8 +122,9 @@ def build_classifier(redis_client) -> PostClassifier:
 def main() -> None:
     settings, kafka = ServiceSettings(), KafkaSettings()
     configure_logging(settings.log_level, service="classifier")
-    redis_client = connect_redis(RedisSettings().redis_url)
-    classifier = build_classifier(redis_client)
+    redis_settings = RedisSettings()
+    redis_client = connect_redis(redis_settings.redis_url)
+    classifier = build_classifier(redis_client, connect_redis(redis_settings.cache_url))
     heartbeat, stop = Heartbeat(), shutdown_event()
     # Redis holds caches and corrections here: the classifier works without it, so not a readiness check.
     HealthServer(settings.metrics_port, heartbeat, {"kafka": kafka_reachable(kafka.kafka_bootstrap_servers)}).start()

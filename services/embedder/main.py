@@ -82,14 +82,15 @@ def replay_embedders(kafka: KafkaSettings, registry: IndexRegistry, embeddings: 
 def main() -> None:
     settings, kafka, model, redis_settings = ServiceSettings(), KafkaSettings(), ModelSettings(), RedisSettings()
     configure_logging(settings.log_level, service="embedder")
-    redis_client = connect_redis(redis_settings.redis_url)
+    redis_client = connect_redis(redis_settings.redis_url)  # index versions
+    cache_client = connect_redis(redis_settings.cache_url)
 
     @functools.cache
     def embeddings(variant: str) -> PostEmbedding:
         embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
                                       intra_op_threads=model.embedding_threads, quantize=variant == "int8")
         log.info("model loaded", model_id=embedder.model_id)
-        return PostEmbedding(embedder, EmbeddingCache(redis_client, embedder.model_id))
+        return PostEmbedding(embedder, EmbeddingCache(cache_client, embedder.model_id))
 
     heartbeat, stop = Heartbeat(), shutdown_event()
     # Redis is a cache here: the embedder keeps working without it, so it is not a readiness check.

@@ -109,10 +109,15 @@ def main() -> None:
     model = ModelSettings()
     embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
                                   intra_op_threads=model.embedding_threads)
-    labeller = open_labeller(embedder.embed, connect_redis(RedisSettings().redis_url))
+    redis_client = connect_redis(RedisSettings().redis_url)
+    labeller = open_labeller(embedder.embed, redis_client)
+    registry = open_registry(kafka, store_settings)
+    from services.classifier.feedback import start_feedback_learner  # corrections need the store's vectors
+
+    start_feedback_learner(redis_client, store, lambda: registry.active() or store_settings.posts_collection,
+                           labeller, stop)
     try:
-        IndexerSupervisor(kafka, store, open_registry(kafka, store_settings), stop=stop, heartbeat=heartbeat,
-                          labeller=labeller).run()
+        IndexerSupervisor(kafka, store, registry, stop=stop, heartbeat=heartbeat, labeller=labeller).run()
     finally:
         store.close()
 

@@ -69,8 +69,10 @@ def build_context(settings: QuerySettings) -> QueryContext:
     model, store_settings, kafka = ModelSettings(), VectorStoreSettings(), KafkaSettings()
     embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
                                   intra_op_threads=model.embedding_threads)
-    redis_client = connect_redis(RedisSettings().redis_url)
-    encoder = QueryEncoder(embedder, EmbeddingCache(redis_client, embedder.model_id, name="query"), SparseEncoder())
+    redis_settings = RedisSettings()
+    redis_client = connect_redis(redis_settings.redis_url)
+    cache_client = connect_redis(redis_settings.cache_url)
+    encoder = QueryEncoder(embedder, EmbeddingCache(cache_client, embedder.model_id, name="query"), SparseEncoder())
     store = open_store(store_settings)
     catalog = TaxonomyCatalog.load(settings.taxonomy_dir)
     posts = ActiveCollection(store, store_settings.posts_collection, open_registry(kafka, store_settings))

@@ -143,7 +143,8 @@ def open_summarizer(store: VectorStore, embedder: TextEmbedder, stop: threading.
     redis_client = connect_redis(RedisSettings().redis_url)
     if label_enabled is None:
         label_enabled = TaxonomyCatalog.load(settings.taxonomy_dir).is_enabled
-    client = build_llm_client(LlmSettings(), redis_client) if settings.summarizer_llm else None
+    cache_client = connect_redis(RedisSettings().cache_url)
+    client = build_llm_client(LlmSettings(), redis_client, cache_client) if settings.summarizer_llm else None
     parts = SummarizerParts(kafka=kafka, store=store, registry=open_registry(kafka, store_settings),
                             redis=redis_client, embedder=embedder, settings=settings,
                             accounts_base=store_settings.accounts_collection, label_enabled=label_enabled,

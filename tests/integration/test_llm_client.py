@@ -369,3 +369,17 @@ def test_with_redis_down_the_tier_works_uncached_and_says_so(server):
     assert metric_sum(CACHE_ERRORS, cache="llm") >= errors_before + 2  # the look-up and the store
     assert client.spent_usd() == pytest.approx(result.usd)  # the budget falls back to this process's spend
 
+
+
+def test_the_ledger_goes_to_the_state_redis_and_answers_to_the_cache_redis(server, redis_client, redis_url):
+    """Production keeps state (the spend ledger) in a durable Redis and answers in an evicting one."""
+    cache = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/1")  # another database of the same server
+    cache.flushdb()
+    settings = LlmSettings(llm_base_url=server.base_url, llm_model=unique("model"), llm_batch_size=4)
+    with LlmClient(settings, redis_client, cache_client=cache) as client:
+        result = LlmVerticalClassifier(client).classify(make_taxonomy(), make_posts(4))
+    assert len(result.labels) == 4
+    cached = [k.decode() for k in cache.keys("llm:*")]
+    assert len(cached) == 4 and all(k.startswith(f"llm:classify:{settings.llm_model}:") for k in cached)
+    assert not redis_client.keys("llm:classify:*")  # no answer in the state Redis...
+    assert read_llm_spend(redis_client).calls == 1 and not cache.keys("llm:spend*")  # ...and no ledger in the cache

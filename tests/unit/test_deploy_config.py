@@ -38,8 +38,8 @@ SERVICE_CONFIG = "influential-config"  # the ConfigMap every service reads (envF
 CAPACITY_DOC = PROJECT_ROOT / "docs" / "capacity.md"
 K8S_VERSION = "1.30.0"  # oldest Kubernetes minor we intend to support
 
-PIPELINE_SERVICES = ("viability", "embedder", "indexer", "query")
-WORKERS = ("viability", "embedder", "indexer")
+PIPELINE_SERVICES = ("viability", "embedder", "classifier", "indexer", "summarizer", "query")
+WORKERS = ("viability", "embedder", "classifier", "indexer", "summarizer")
 # Modules holding the pydantic-settings classes the services read (README "Configuration").
 SETTINGS_MODULES = ("shared.config", "services.cdc.main", "services.viability.main", "services.query.app",
                     "devstack.run")
@@ -711,7 +711,7 @@ def kafka_nodes(docs: list[dict], role: str) -> int:
 
 # What each scaled service consumes, as its main() subscribes.
 CONSUMED = {"viability": ("accounts_topic", "posts_topic"), "embedder": ("viable_posts_topic",),
-            "indexer": ("embedded_posts_topic",)}
+            "classifier": ("embedded_posts_topic",), "indexer": ("embedded_posts_topic",)}
 
 
 def test_k8s_topics_are_the_ones_the_code_uses(rendered):
@@ -857,14 +857,17 @@ def test_k8s_redis_state_is_durable_and_caches_are_not(rendered):
     for container, container_flags in ((state, flags), (cache, cache_flags)):
         limit = parse_quantity(container["resources"]["limits"]["memory"])
         assert parse_quantity(container_flags["maxmemory"]) < limit, f"{name}: maxmemory must fit the limit"
-    # viability's REDIS_URL is redis-state; the services that cache use redis-cache.
-    def redis_host(service: str) -> str:
+    # State (viability, index versions, API keys, corrections, spend) lives in redis-state for every
+    # service; only caches may go to the evicting redis-cache.
+    def redis_host(service: str, variable: str) -> str | None:
         (container,) = by_kind(docs, "Deployment")[service]["spec"]["template"]["spec"]["containers"]
         direct = {e["name"]: e.get("value") for e in container.get("env", [])}
-        return urlparse(direct.get("REDIS_URL", config["REDIS_URL"])).hostname
-    assert redis_host("viability") == "redis-state"
-    for service in ("embedder", "query"):
-        assert redis_host(service) == "redis-cache", service
+        url = direct.get(variable, config.get(variable))
+        return urlparse(url).hostname if url else None
+    for service in PIPELINE_SERVICES:
+        assert redis_host(service, "REDIS_URL") == "redis-state", service
+    for service in ("embedder", "query", "classifier", "summarizer"):
+        assert redis_host(service, "REDIS_CACHE_URL") == "redis-cache", service
     assert {"redis-state", "redis-cache"} <= set(services)
 
 

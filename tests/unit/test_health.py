@@ -4,6 +4,7 @@ import urllib.request
 
 import orjson
 
+import shared.metrics  # noqa: F401  (registers the pipeline metrics /metrics must show, as every service does)
 from shared.health import Heartbeat, HealthServer
 
 
@@ -53,3 +54,13 @@ def test_readiness_says_so_while_a_loop_retries_a_failing_batch():
         assert get(port, "/readyz")[0] == 200
     finally:
         server.stop()
+
+
+def test_caches_use_the_state_redis_unless_a_cache_redis_is_given(monkeypatch):
+    from shared.config import RedisSettings
+
+    monkeypatch.delenv("REDIS_CACHE_URL", raising=False)
+    monkeypatch.setenv("REDIS_URL", "redis://state:6379/0")
+    assert RedisSettings().cache_url == "redis://state:6379/0"
+    monkeypatch.setenv("REDIS_CACHE_URL", "redis://cache:6379/0")
+    assert RedisSettings().cache_url == "redis://cache:6379/0" and RedisSettings().redis_url == "redis://state:6379/0"
