@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 KEY_PREFIX = "ik"
 _KEY_RECORD = "apikey:{key_id}"
 _KEY_INDEX = "apikeys"
+_MAX_CACHED_KEYS = 10_000
 _RATE_COUNTER = "ratelimit:{key_id}:{window}"
 _KEY_SHAPE = re.compile(r"^ik_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
 _UNITS = {"s": 1, "sec": 1, "second": 1, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "day": 86400}
@@ -113,8 +114,13 @@ def parse_key(presented: str) -> tuple[str, str]:
 
 
 class ApiKeyStore:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, cache_s: float = 0.0) -> None:
+        """cache_s: how long a key record read from Redis is reused in this process. Every search
+        otherwise pays a Redis round trip for it; the price is that a revocation made elsewhere (the
+        admin CLI, another replica) takes effect within cache_s."""
         self.client = client
+        self.cache_s = cache_s
+        self._records: dict[str, tuple[float, ApiKeyRecord | None]] = {}
 
     def create(self, tenant: str, scopes: list[Scope], rate: RateLimit, data_scope: DataScope = DataScope(),
                label: str | None = None) -> IssuedKey:
@@ -144,6 +150,7 @@ class ApiKeyStore:
         if not record.revoked:
             record = record.model_copy(update={"revoked_at_ms": int(time.time() * 1000)})
             self.client.set(_KEY_RECORD.format(key_id=key_id), record.model_dump_json())
+        self._records.pop(key_id, None)
         return record
 
     def list(self) -> list[ApiKeyRecord]:
@@ -154,11 +161,25 @@ class ApiKeyStore:
     def authenticate(self, presented: str) -> ApiKeyRecord:
         """The key's record, or InvalidKey. Raises redis.RedisError when Redis is down."""
         key_id, secret = parse_key(presented)
-        record = self.get(key_id)
+        record = self._recent(key_id)
         expected = record.secret_sha256 if record else _sha256("never-matches")
         # Compared even for unknown ids, so timing does not tell which key ids exist.
         if not hmac.compare_digest(_sha256(secret), expected) or record is None or record.revoked:
             raise InvalidKey("unknown or revoked API key")
+        return record
+
+
+    def _recent(self, key_id: str) -> ApiKeyRecord | None:
+        if self.cache_s <= 0:
+            return self.get(key_id)
+        now = time.monotonic()
+        cached = self._records.get(key_id)
+        if cached is not None and now - cached[0] < self.cache_s:
+            return cached[1]
+        record = self.get(key_id)
+        if len(self._records) >= _MAX_CACHED_KEYS:  # unknown ids are cached too: bound the memory
+            self._records.clear()
+        self._records[key_id] = (now, record)
         return record
 
 

@@ -55,6 +55,10 @@ class QuerySettings(ServiceSettings):
     status_metrics_urls: str = Field("local", description="name=url,... of the workers' /metrics for the status "
                                      "page; 'local' = the make dev ports (QUERY_PORT + 1..4).")
     status_freshness_window_s: int = Field(900, ge=10, description="Window of the freshness percentiles.")
+    query_key_cache_s: float = Field(2.0, ge=0, description="Seconds an API key record is reused in-process "
+                                     "(saves a Redis round trip per request; a revocation takes effect within it).")
+    query_recent_vectors: int = Field(4096, ge=0, description="Query vectors kept in process memory in front of "
+                                      "the Redis query cache (0 = Redis only).")
 
     def metrics_urls(self) -> dict[str, str]:
         urls = {"indexer": IN_PROCESS} if self.query_run_indexer else {}
@@ -72,7 +76,8 @@ def build_context(settings: QuerySettings) -> QueryContext:
     redis_settings = RedisSettings()
     redis_client = connect_redis(redis_settings.redis_url)
     cache_client = connect_redis(redis_settings.cache_url)
-    encoder = QueryEncoder(embedder, EmbeddingCache(cache_client, embedder.model_id, name="query"), SparseEncoder())
+    encoder = QueryEncoder(embedder, EmbeddingCache(cache_client, embedder.model_id, name="query"), SparseEncoder(),
+                           recent=settings.query_recent_vectors)
     store = open_store(store_settings)
     catalog = TaxonomyCatalog.load(settings.taxonomy_dir)
     posts = ActiveCollection(store, store_settings.posts_collection, open_registry(kafka, store_settings))
@@ -84,7 +89,8 @@ def build_context(settings: QuerySettings) -> QueryContext:
     )
     return QueryContext(
         store=store, posts_collection=posts, accounts_collection=store_settings.accounts_collection,
-        redis=redis_client, keys=ApiKeyStore(redis_client), limiter=RateLimiter(redis_client), catalog=catalog,
+        redis=redis_client, keys=ApiKeyStore(redis_client, cache_s=settings.query_key_cache_s),
+        limiter=RateLimiter(redis_client), catalog=catalog,
         posts=PostSearch(encoder, catalog, settings.query_max_results),
         accounts=AccountSearch(encoder, catalog, settings.account_candidates),
         status=status, model_id=embedder.model_id,

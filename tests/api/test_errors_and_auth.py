@@ -3,6 +3,7 @@ unknown ids, 429 and 503 with Retry-After, and a bug is a bare 500 without a sta
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from services.query.app import QuerySettings, create_app
-from shared.auth import DataScope, RateLimit, Scope
+from shared.auth import ApiKeyStore, DataScope, InvalidKey, RateLimit, Scope
+from shared.metrics import CACHE_REQUESTS
 from shared.vectorstore import EdgeVectorStore
 from tests.api.conftest import UNLIMITED
 from tests.api.corpus import COLLECTION, build_context, taxonomy_dir
@@ -197,3 +199,36 @@ def test_openapi_declares_the_key_and_every_error(client):
 def test_data_scope_of_a_key_is_kept(context):
     issued = context.keys.create("scoped", [Scope.search], UNLIMITED, DataScope(platforms=["x"]))
     assert context.keys.authenticate(issued.key).data_scope.platforms == ["x"]
+
+
+def test_a_key_cache_saves_redis_reads_and_a_revocation_elsewhere_lands_within_it(redis_client):
+    """The API reuses key records for QUERY_KEY_CACHE_S; the admin CLI revokes through its own store."""
+    api, admin = ApiKeyStore(redis_client, cache_s=0.5), ApiKeyStore(redis_client)
+    issued = admin.create("cached", [Scope.search], UNLIMITED)
+    assert api.authenticate(issued.key).key_id == issued.record.key_id
+    admin.revoke(issued.record.key_id)
+    assert api.authenticate(issued.key).key_id == issued.record.key_id  # still the cached record
+    time.sleep(0.6)
+    with pytest.raises(InvalidKey):
+        api.authenticate(issued.key)
+    other = admin.create("cached", [Scope.search], UNLIMITED)
+    api.revoke(other.record.key_id)  # revoked through this store: no grace at all
+    with pytest.raises(InvalidKey):
+        api.authenticate(other.key)
+
+
+def test_repeated_queries_are_served_from_memory_without_redis(context):
+    from services.query.encoding import QueryEncoder
+
+    base = context.posts.encoder
+    encoder = QueryEncoder(base.embedder, base.cache, base.sparse, recent=2)
+    hits = lambda: CACHE_REQUESTS.labels(cache=base.cache.name, result="hit")._value.get()  # noqa: E731
+    first, cached = encoder.dense_vector("memory cached query one")
+    assert cached is False
+    before = hits()
+    again, cached = encoder.dense_vector("memory cached query one")
+    assert cached is True and hits() == before and (again == first).all()  # no Redis read
+    for text in ("memory cached query two", "memory cached query three"):  # evicts "one" (size 2)
+        encoder.dense_vector(text)
+    _, cached = encoder.dense_vector("memory cached query one")
+    assert cached is True and hits() == before + 1  # back from Redis
