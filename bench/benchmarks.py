@@ -441,8 +441,16 @@ def search(bench: Bench, opts: Options) -> dict:
                 if profiler:
                     profile_top["query (warm load)"] = profiler.stop()
                 run.update({f"{mode}_{k}": v for k, v in result.items()})
+            # Closed-loop clients with no think time measure a saturated server: latency is then
+            # clients / throughput. The same clients paced to half the warm throughput show what a
+            # request costs when the server keeps up.
+            paced_rate = run["warm_rps"] / 2
+            result = asyncio.run(_load(stack.api_url, bench.headers, opts, "warm", accounts, seed=rep,
+                                       rate=paced_rate))
+            run.update({f"paced_{k}": v for k, v in result.items()})
             log(f"4. rep {rep + 1}: warm p95 {run['warm_p95_ms']:.1f} ms {run['warm_rps']:.0f} req/s; "
-                f"cold p95 {run['cold_p95_ms']:.1f} ms {run['cold_rps']:.0f} req/s")
+                f"cold p95 {run['cold_p95_ms']:.1f} ms {run['cold_rps']:.0f} req/s; "
+                f"paced to {paced_rate:.0f} req/s: p95 {run['paced_p95_ms']:.1f} ms")
             runs.append(run)
     finally:
         stack.stop()
@@ -482,7 +490,10 @@ def _filters(rng: random.Random, accounts: list[int]) -> dict:
     return {}
 
 
-async def _load(api_url: str, headers: dict, opts: Options, mode: str, accounts: list[int], seed: int) -> dict:
+async def _load(api_url: str, headers: dict, opts: Options, mode: str, accounts: list[int], seed: int,
+                rate: float | None = None) -> dict:
+    """Closed loop (each client sends its next request when the last returns), or paced to ``rate``
+    requests/s in all (each client waits for its next slot; a late request does not catch up)."""
     import httpx
 
     rng = random.Random(seed * 7 + (mode == "cold"))
@@ -493,7 +504,12 @@ async def _load(api_url: str, headers: dict, opts: Options, mode: str, accounts:
     async def client_loop(client: httpx.AsyncClient, n: int) -> None:
         nonlocal errors
         count = 0
+        interval = opts.search_clients / rate if rate else 0.0
+        next_at = time.monotonic() + rng.random() * interval  # spread the clients' first requests
         while time.monotonic() < deadline:
+            if interval:
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                next_at = max(next_at + interval, time.monotonic())
             query = rng.choice(QUERIES)
             if mode == "cold":
                 query = f"{query} {uuid.uuid4().hex[:8]}"

@@ -32,6 +32,8 @@ HEADLINES = [
     ("search", "warm_p95_ms", "4. search p95 (query cache warm)", 30, "<=", "ms"),
     ("search", "warm_p99_ms", "4. search p99 (query cache warm)", None, None, "ms"),
     ("search", "warm_rps", "4. search requests/s (warm)", None, None, "req/s"),
+    ("search", "paced_p95_ms", "4. search p95, same clients paced to half the warm req/s", None, None, "ms"),
+    ("search", "paced_rps", "4. search requests/s (paced)", None, None, "req/s"),
     ("search", "cold_p50_ms", "4. search p50 (every query embedded)", None, None, "ms"),
     ("search", "cold_p95_ms", "4. search p95 (every query embedded)", None, None, "ms"),
     ("search", "cold_rps", "4. search requests/s (cold)", None, None, "req/s"),
