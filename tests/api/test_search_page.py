@@ -143,8 +143,9 @@ def test_every_control_has_a_label(page: Page, live_url, keys):
 
 def test_status_page_shows_the_pipeline(page: Page, live_url, keys):
     page.goto(f"{live_url}/status#key={keys.internal}")
-    expect(page.locator("#services tr")).to_have_count(4)
+    expect(page.locator("#services tr")).to_have_count(5)  # cdc, viability, embedder, classifier, indexer
     expect(page.locator("#services")).to_contain_text("embedder")
+    expect(page.locator("#services")).to_contain_text("classifier")
     expect(page.locator("#index")).to_contain_text("Points")
     expect(page.locator("#spend")).to_contain_text("$")
     expect(page.locator("#freshness")).not_to_be_empty()
