@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -22,6 +23,7 @@ from shared.logging import get_logger
 from shared.metrics import DLQ_MESSAGES, LAST_BATCH_TS, MESSAGES_CONSUMED, MESSAGES_PRODUCED
 from shared.retry import backoff_delay
 
+T = TypeVar("T")
 log = get_logger(__name__)
 
 
@@ -45,6 +47,17 @@ class DeadLetter:
 class BatchResult:
     outputs: list[OutboundMessage] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def parse_each(self, messages: Iterable[Message], parse: Callable[[Message], T]) -> list[T]:
+        """What each message parses to; one that does not (a ValueError, which MalformedEvent is)
+        becomes a dead letter with the reason, and the rest of the batch goes on."""
+        parsed = []
+        for message in messages:
+            try:
+                parsed.append(parse(message))
+            except ValueError as exc:
+                self.dead_letters.append(DeadLetter(message, exc))
+        return parsed
 
 
 def make_producer(settings: KafkaSettings, **overrides: object) -> Producer:

@@ -35,10 +35,10 @@ from shared.config import (
     dlq_topic,
 )
 from shared.embedding import load_text_embedder
-from shared.events import MalformedEvent, account_key, encode, parse_embedded_topic_event
+from shared.events import account_key, encode, parse_embedded_topic_event
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.index_registry import IndexRegistry, IndexVersion
-from shared.kafka import BatchLoop, BatchResult, DeadLetter, OutboundMessage, ensure_topics, make_consumer, make_producer
+from shared.kafka import BatchLoop, BatchResult, OutboundMessage, ensure_topics, make_consumer, make_producer
 from shared.llm import LlmClient
 from shared.logging import configure_logging, get_logger
 from shared.metrics import CLASSIFIER_OPINIONS, CLASSIFIER_POSTS, STAGE_SECONDS
@@ -56,13 +56,8 @@ class ClassifierService:
         self.drift = drift  # the live loop's: what the index is being filled with
 
     def handle_batch(self, messages: list[Message]) -> BatchResult:
-        result, events = BatchResult(), []
-        for message in messages:
-            try:
-                event = parse_embedded_topic_event(message.value())
-                events.append(event)
-            except (MalformedEvent, ValueError) as exc:
-                result.dead_letters.append(DeadLetter(message, exc))
+        result = BatchResult()
+        events = result.parse_each(messages, lambda message: parse_embedded_topic_event(message.value()))
         with STAGE_SECONDS.labels(stage="classify_batch").time():
             batch = self.classifier.process(events)
         count(batch)

@@ -29,11 +29,11 @@ from shared.config import (
     dlq_topic,
 )
 from shared.embedding import load_text_embedder
-from shared.events import EMBEDDING_DIM, MalformedEvent, parse_embedded_topic_event
+from shared.events import EMBEDDING_DIM, parse_embedded_topic_event
 from shared.fewshot import FewShotStore
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.index_registry import IndexRegistry
-from shared.kafka import BatchLoop, BatchResult, DeadLetter, ensure_topics, make_consumer, make_producer
+from shared.kafka import BatchLoop, BatchResult, ensure_topics, make_consumer, make_producer
 from shared.labelling import Tier1Labeller
 from shared.logging import configure_logging
 from shared.metrics import STAGE_SECONDS
@@ -48,13 +48,8 @@ class IndexerService:
         self.indexer = indexer
 
     def handle_batch(self, messages: list[Message]) -> BatchResult:
-        result, events = BatchResult(), []
-        for message in messages:
-            try:
-                event = parse_embedded_topic_event(message.value())
-                events.append(event)
-            except (MalformedEvent, ValueError) as exc:
-                result.dead_letters.append(DeadLetter(message, exc))
+        result = BatchResult()
+        events = result.parse_each(messages, lambda message: parse_embedded_topic_event(message.value()))
         with STAGE_SECONDS.labels(stage="index_batch").time():
             self.indexer.apply(events)
         return result

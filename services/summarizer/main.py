@@ -41,7 +41,7 @@ from shared.embedding import TextEmbedder, load_text_embedder
 from shared.events import MalformedEvent, parse_embedded_topic_event
 from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
 from shared.index_registry import IndexRegistry, IndexVersion, accounts_collection_for
-from shared.kafka import BatchLoop, BatchResult, DeadLetter, ensure_topics, make_consumer, make_producer
+from shared.kafka import BatchLoop, BatchResult, ensure_topics, make_consumer, make_producer
 from shared.llm import build_llm_client
 from shared.logging import configure_logging, get_logger
 from shared.taxonomy import TaxonomyCatalog
@@ -57,15 +57,14 @@ class SummarizerService:
         self.touched = touched
 
     def handle_batch(self, messages: list[Message]) -> BatchResult:
-        result, events = BatchResult(), []
-        for message in messages:
-            try:
-                event = parse_embedded_topic_event(message.value())
-                events.append((account_of(event, message.key()), event))
-            except (MalformedEvent, ValueError) as exc:
-                result.dead_letters.append(DeadLetter(message, exc))
-        self.touched.apply(events)
+        result = BatchResult()
+        self.touched.apply(result.parse_each(messages, with_account))
         return result
+
+
+def with_account(message: Message) -> tuple[int, object]:
+    event = parse_embedded_topic_event(message.value())
+    return account_of(event, message.key()), event
 
 
 def account_of(event: object, key: bytes | None) -> int:
