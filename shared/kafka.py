@@ -47,6 +47,9 @@ class DeadLetter:
 class BatchResult:
     outputs: list[OutboundMessage] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    # Run once the outputs are durable and before the offsets are committed: state that must not
+    # run ahead of what downstream has seen (viability's recorded transitions).
+    after_durable: list[Callable[[], None]] = field(default_factory=list)
 
     def parse_each(self, messages: Iterable[Message], parse: Callable[[Message], T]) -> list[T]:
         """What each message parses to; one that does not (a ValueError, which MalformedEvent is)
@@ -235,6 +238,8 @@ class BatchLoop:
                         offset=letter.message.offset(), error=str(letter.error)[:300])
         if result.outputs or dead:
             produce_all(self.producer, [*result.outputs, *dead])
+        for hook in result.after_durable:
+            hook()
         self._commit(messages)
 
     def _rewind(self, messages: list[Message]) -> None:

@@ -10,8 +10,9 @@ or is deleted, every post of it leaves the index (an ``account.purge`` event).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -77,14 +78,15 @@ class ViabilityState(Protocol):
 
 @dataclass(frozen=True)
 class AccountView:
-    """What a decision about one event needs, read after that event's post/account write.
+    """What a decision about one event needs, read after that event's write.
 
-    A state may build it in one round trip (``RedisViabilityState`` pipelines the write and every
-    read); ``read_view`` composes it from the basic ``ViabilityState`` calls otherwise.
+    A state may build the views of a whole batch in one round trip (``RedisViabilityState``
+    pipelines every write and read in order); ``read_views`` composes them from the basic
+    ``ViabilityState`` calls otherwise.
     """
 
     account: AccountRecord | None
-    viable: bool  # as last decided
+    viable: bool  # as last recorded (decisions of the same batch are not recorded yet)
     post_count: int
     latest_post_ms: int | None
     rank: int | None = None  # recency rank of the post just written (0 = most recent)
@@ -94,8 +96,44 @@ class AccountView:
 PostWrite = tuple[int, int | None]  # (post_id, published_at); published_at None = remove
 
 
+@dataclass(frozen=True)
+class StateWrite:
+    """What one change writes to the state before its view is read."""
+
+    account_id: int
+    post: PostWrite | None = None
+    account: AccountRecord | None = None  # an account upserted
+    account_deleted: bool = False
+
+
+@dataclass(frozen=True)
+class SourceChange:
+    """One validated CDC row change of ``accounts`` or ``posts``: what the filter decides on."""
+
+    table: Literal["accounts", "posts"]
+    op: str
+    record: AccountRecord | PostRecord
+    position: SourcePosition
+
+    @classmethod
+    def of(cls, table: Literal["accounts", "posts"], change: ChangeEvent) -> SourceChange:
+        """Raises a ValueError (pydantic's) when the row is not a valid account or post."""
+        model = AccountRecord if table == "accounts" else PostRecord
+        return cls(table, change.op, model.model_validate(change.row), SourcePosition.of(change.source))
+
+    @property
+    def account_id(self) -> int:
+        return self.record.id if isinstance(self.record, AccountRecord) else self.record.account_id
+
+    def state_write(self) -> StateWrite:
+        record, deleted = self.record, self.op == "d"
+        if isinstance(record, AccountRecord):
+            return StateWrite(record.id, account=None if deleted else record, account_deleted=deleted)
+        return StateWrite(record.account_id, post=(record.id, None if deleted else record.published_at))
+
+
 def read_view(state: ViabilityState, account_id: int, post: PostWrite | None, limit: int) -> AccountView:
-    """The fallback for states without ``apply_and_read``: one call per fact."""
+    """One call per fact: apply the post write (if any) and read the view after it."""
     if post is not None:
         post_id, published_at = post
         if published_at is None:
@@ -111,6 +149,18 @@ def read_view(state: ViabilityState, account_id: int, post: PostWrite | None, li
     return view
 
 
+def read_views(state: ViabilityState, writes: Sequence[StateWrite], limit: int) -> list[AccountView]:
+    """The fallback for states without a batched ``apply_and_read``: each write, then its reads."""
+    views = []
+    for write in writes:
+        if write.account is not None:
+            state.put_account(write.account)
+        elif write.account_deleted:
+            state.delete_account(write.account_id)
+        views.append(read_view(state, write.account_id, write.post, limit))
+    return views
+
+
 @dataclass(frozen=True)
 class SnapshotRequest:
     """Ask the source for the posts of these accounts again."""
@@ -121,55 +171,86 @@ class SnapshotRequest:
 Decision = PostUpsert | PostDelete | AccountPurge | SnapshotRequest
 
 
+@dataclass
+class Verdict:
+    """A batch's decisions, in order, and the viability each changed account has after it.
+
+    The new viability is recorded only once the decisions are durable downstream (``record``):
+    were it recorded first and the batch lost, its retry would see no change and the purge or
+    snapshot request would never be sent.
+    """
+
+    decisions: list[Decision] = field(default_factory=list)
+    viable_after: dict[int, bool] = field(default_factory=dict)
+
+
 class ViabilityFilter:
     def __init__(self, state: ViabilityState, rules: ViabilityRules) -> None:
         self.state = state
         self.rules = rules
 
+    def decide(self, changes: Sequence[SourceChange], now_ms: int) -> Verdict:
+        """Decide a batch in order, with one state round trip for all of it when the state allows."""
+        verdict = Verdict()
+        for change, view in zip(changes, self._views([c.state_write() for c in changes])):
+            self._decide_one(change, view, now_ms, verdict)
+        return verdict
+
+    def record(self, verdict: Verdict) -> None:
+        set_viable_many = getattr(self.state, "set_viable_many", None)
+        if set_viable_many is not None:
+            set_viable_many(verdict.viable_after)
+            return
+        for account_id, viable in verdict.viable_after.items():
+            self.state.set_viable(account_id, viable)
+
     def on_account(self, change: ChangeEvent, now_ms: int) -> list[Decision]:
-        account = AccountRecord.model_validate(change.row)
-        position = SourcePosition.of(change.source)
-        if change.op == "d":
-            self.state.delete_account(account.id)
-        else:
-            self.state.put_account(account)
-        view = self._view(account.id, None)
-        return self._transition(account.id, view, position, now_ms)[0]
+        """One account change, decided and recorded (tests and tools; the service uses ``decide``)."""
+        return self._decide_and_record(SourceChange.of("accounts", change), now_ms)
 
     def on_post(self, change: ChangeEvent, now_ms: int) -> list[Decision]:
-        post = PostRecord.model_validate(change.row)
-        position = SourcePosition.of(change.source)
-        if change.op == "d":
-            view = self._view(post.account_id, (post.id, None))
-            delete = PostDelete(post_id=post.id, account_id=post.account_id, position=position)
-            return [delete, *self._transition(post.account_id, view, position, now_ms)[0]]
-        view = self._view(post.account_id, (post.id, post.published_at))
-        decisions, viable = self._transition(post.account_id, view, position, now_ms)
-        if viable:
-            decisions += self._forward(post, position, view)
-        return decisions
+        return self._decide_and_record(SourceChange.of("posts", change), now_ms)
 
-    def _view(self, account_id: int, post: PostWrite | None) -> AccountView:
-        """Apply the post write (if any) and read what the decision needs: one round trip when
-        the state supports it, instead of ~7 (the viability bottleneck, see bench/)."""
+    def _decide_and_record(self, change: SourceChange, now_ms: int) -> list[Decision]:
+        verdict = self.decide([change], now_ms)
+        self.record(verdict)
+        return verdict.decisions
+
+    def _views(self, writes: list[StateWrite]) -> list[AccountView]:
+        """Apply the writes and read what each decision needs: one round trip per batch when the
+        state supports it, instead of ~7 per event (the viability bottleneck, see bench/)."""
         limit = self.rules.max_posts_per_account
         apply_and_read = getattr(self.state, "apply_and_read", None)
         if apply_and_read is not None:
-            return apply_and_read(account_id, post, limit)
-        return read_view(self.state, account_id, post, limit)
+            return apply_and_read(writes, limit)
+        return read_views(self.state, writes, limit)
 
-    def _transition(self, account_id: int, view: AccountView, position: SourcePosition,
-                    now_ms: int) -> tuple[list[Decision], bool]:
-        """Compare the account's viability now with what was last decided; act on a change.
-        Returns the decisions and whether the account is viable afterwards."""
+    def _decide_one(self, change: SourceChange, view: AccountView, now_ms: int, verdict: Verdict) -> None:
+        account_id = change.account_id
+        if isinstance(change.record, AccountRecord):
+            self._transition(account_id, view, change.position, now_ms, verdict)
+            return
+        post = change.record
+        if change.op == "d":
+            verdict.decisions.append(PostDelete(post_id=post.id, account_id=account_id, position=change.position))
+            self._transition(account_id, view, change.position, now_ms, verdict)
+        elif self._transition(account_id, view, change.position, now_ms, verdict):
+            verdict.decisions += self._forward(post, change.position, view)
+
+    def _transition(self, account_id: int, view: AccountView, position: SourcePosition, now_ms: int,
+                    verdict: Verdict) -> bool:
+        """Compare the account's viability now with what was last decided (earlier in this batch,
+        or recorded); act on a change. Returns whether the account is viable afterwards."""
         viable = self.rules.is_viable(view.account, view.post_count, view.latest_post_ms, now_ms)
-        if viable == view.viable:
-            return [], viable
-        self.state.set_viable(account_id, viable)
+        if viable == verdict.viable_after.get(account_id, view.viable):
+            return viable
+        verdict.viable_after[account_id] = viable
         if viable:
-            return [SnapshotRequest((account_id,))], viable
-        reason = "account deleted" if view.account is None else "account no longer viable"
-        return [AccountPurge(account_id=account_id, reason=reason, position=position)], viable
+            verdict.decisions.append(SnapshotRequest((account_id,)))
+        else:
+            reason = "account deleted" if view.account is None else "account no longer viable"
+            verdict.decisions.append(AccountPurge(account_id=account_id, reason=reason, position=position))
+        return viable
 
     def _forward(self, post: PostRecord, position: SourcePosition, view: AccountView) -> list[Decision]:
         """Forward a viable account's post if it is among its N most recent; drop the one it displaces."""

@@ -21,12 +21,11 @@ import redis
 from confluent_kafka import Message
 from pydantic import Field
 
-from services.viability.core import SnapshotRequest, ViabilityFilter, ViabilityRules
+from services.viability.core import SnapshotRequest, SourceChange, ViabilityFilter, ViabilityRules
 from services.viability.state import RedisViabilityState, delete_state, replay_namespaces
 from shared.cache import connect_redis
 from shared.config import KafkaSettings, RedisSettings, ServiceSettings, VectorStoreSettings, dlq_topic
 from shared.events import (
-    MalformedEvent,
     account_key,
     encode,
     incremental_snapshot_signal,
@@ -66,23 +65,17 @@ class ViabilityService:
 
     def handle_batch(self, messages: list[Message]) -> BatchResult:
         result = BatchResult()
-        now_ms = int(time.time() * 1000)
-        for message in messages:
-            try:
-                result.outputs += self._handle(message, now_ms)
-            except (MalformedEvent, ValueError) as exc:
-                result.dead_letters.append(DeadLetter(message, exc))
+        changes = [c for c in result.parse_each(messages, self._parse) if c is not None]
+        verdict = self.decide.decide(changes, int(time.time() * 1000))
+        result.outputs = [self._outbound(decision) for decision in verdict.decisions]
+        result.after_durable.append(lambda: self.decide.record(verdict))
         return result
 
-    def _handle(self, message: Message, now_ms: int) -> list[OutboundMessage]:
+    def _parse(self, message: Message) -> SourceChange | None:
         change = parse_change_event(message.value())
         if change is None:  # tombstone: the delete before it was already acted on
-            return []
-        if message.topic() == self.kafka.accounts_topic:
-            decisions = self.decide.on_account(change, now_ms)
-        else:
-            decisions = self.decide.on_post(change, now_ms)
-        return [self._outbound(decision) for decision in decisions]
+            return None
+        return SourceChange.of("accounts" if message.topic() == self.kafka.accounts_topic else "posts", change)
 
     def _outbound(self, decision) -> OutboundMessage:
         if isinstance(decision, SnapshotRequest):

@@ -3,9 +3,11 @@ partition, and it survives a restart of the service without replaying the topics
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis
 
-from services.viability.core import AccountView, PostWrite
+from services.viability.core import AccountView, StateWrite
 from shared.events import AccountRecord
 
 
@@ -17,37 +19,63 @@ class RedisViabilityState:
     def _key(self, *parts: object) -> str:
         return ":".join([self.namespace, "viability", *map(str, parts)])
 
-    def apply_and_read(self, account_id: int, post: PostWrite | None, limit: int) -> AccountView:
-        """The post write and every read a decision needs, pipelined in one round trip.
+    def apply_and_read(self, writes: Sequence[StateWrite], limit: int) -> list[AccountView]:
+        """Every write of a batch and every read its decisions need, pipelined in one round trip.
 
-        Commands run in order on the server, so the reads see the write exactly as the
-        call-per-fact path (``core.read_view``) would.
+        Commands run in order on the server, so each change's reads see its own write and every
+        earlier one, exactly as the call-per-fact path (``core.read_views``) would.
         """
-        posts_key = self._key("posts", account_id)
-        adding = post is not None and post[1] is not None
         with self.client.pipeline(transaction=False) as pipe:
-            if post is not None:
-                if adding:
-                    pipe.zadd(posts_key, {str(post[0]): post[1]})
-                else:
-                    pipe.zrem(posts_key, str(post[0]))
-            pipe.get(self._key("account", account_id))
-            pipe.sismember(self._key("viable"), str(account_id))
-            pipe.zcard(posts_key)
-            pipe.zrevrange(posts_key, 0, 0, withscores=True)
-            if adding:
-                pipe.zrevrank(posts_key, str(post[0]))
-                pipe.zrevrange(posts_key, limit, limit)
+            counts = [self._queue(pipe, write, limit) for write in writes]
             replies = pipe.execute()
+        views, at, accounts = [], 0, {}
+        for write, count in zip(writes, counts):
+            views.append(self._view(write, replies[at:at + count], limit, accounts))
+            at += count
+        return views
+
+    def _queue(self, pipe, write: StateWrite, limit: int) -> int:
+        """Queue one change's write and reads; returns how many commands that was."""
+        posts_key, account_key = self._key("posts", write.account_id), self._key("account", write.account_id)
+        queued = 4
+        if write.account is not None:
+            pipe.set(account_key, write.account.model_dump_json())
+            queued += 1
+        elif write.account_deleted:
+            pipe.delete(account_key)
+            queued += 1
+        post = write.post
         if post is not None:
-            replies = replies[1:]
-        raw, viable, count, latest = replies[:4]
+            if post[1] is not None:
+                pipe.zadd(posts_key, {str(post[0]): post[1]})
+            else:
+                pipe.zrem(posts_key, str(post[0]))
+            queued += 1
+        pipe.get(account_key)
+        pipe.sismember(self._key("viable"), str(write.account_id))
+        pipe.zcard(posts_key)
+        pipe.zrevrange(posts_key, 0, 0, withscores=True)
+        if post is not None and post[1] is not None:
+            pipe.zrevrank(posts_key, str(post[0]))
+            pipe.zrevrange(posts_key, limit, limit)
+            queued += 2
+        return queued
+
+    @staticmethod
+    def _view(write: StateWrite, replies: list, limit: int,
+              accounts: dict[bytes, AccountRecord]) -> AccountView:
+        """One change's view from its replies (the writes' replies come first)."""
+        adding = write.post is not None and write.post[1] is not None
+        reads = replies[len(replies) - (6 if adding else 4):]
+        raw, viable, count, latest = reads[:4]
         rank = displaced = None
         if adding:
-            rank = replies[4]
-            if rank is not None and rank < limit and replies[5]:
-                displaced = int(replies[5][0])
-        account = AccountRecord.model_validate_json(raw) if raw else None
+            rank = reads[4]
+            if rank is not None and rank < limit and reads[5]:
+                displaced = int(reads[5][0])
+        account = None
+        if raw:  # one account's posts often fill a batch: parse its record once
+            account = accounts.get(raw) or accounts.setdefault(raw, AccountRecord.model_validate_json(raw))
         return AccountView(account, bool(viable), count, int(latest[0][1]) if latest else None, rank, displaced)
 
     def get_account(self, account_id: int) -> AccountRecord | None:
@@ -83,6 +111,15 @@ class RedisViabilityState:
 
     def was_viable(self, account_id: int) -> bool:
         return bool(self.client.sismember(self._key("viable"), str(account_id)))
+
+    def set_viable_many(self, viable: dict[int, bool]) -> None:
+        """Record a batch's viability changes in one round trip."""
+        if not viable:
+            return
+        with self.client.pipeline(transaction=False) as pipe:
+            for account_id, is_viable in viable.items():
+                (pipe.sadd if is_viable else pipe.srem)(self._key("viable"), str(account_id))
+            pipe.execute()
 
     def set_viable(self, account_id: int, viable: bool) -> None:
         if viable:

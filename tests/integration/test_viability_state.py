@@ -1,28 +1,53 @@
-"""RedisViabilityState: the pipelined apply_and_read answers exactly what one call per fact does."""
+"""RedisViabilityState: one pipelined round trip per batch answers exactly what one call per fact does."""
 
 import random
 
 import redis
 
-from services.viability.core import read_view
+from services.viability.core import StateWrite, read_views
 from services.viability.state import RedisViabilityState
 from shared.events import AccountRecord
 
 
-def test_pipelined_view_equals_one_call_per_fact(infra):
+def account(account_id: int, followers: int) -> AccountRecord:
+    return AccountRecord.model_validate({"id": account_id, "platform": "youtube", "handle": f"h{account_id}",
+                                         "display_name": "d", "followers": followers})
+
+
+def random_write(rng: random.Random) -> StateWrite:
+    account_id = rng.choice([7, 7, 7, 8, 9])  # 8 and 9 start without an account record
+    roll = rng.random()
+    if roll < 0.05:
+        return StateWrite(account_id, account_deleted=True)
+    if roll < 0.15:
+        return StateWrite(account_id, account=account(account_id, rng.randrange(100_000)))
+    post_id = rng.randrange(40)
+    return StateWrite(account_id, post=(post_id, None) if roll < 0.3 else (post_id, rng.randrange(10_000)))
+
+
+def test_pipelined_batch_views_equal_one_call_per_fact(infra):
     client = redis.Redis(host="127.0.0.1", port=infra.config.redis_port)
     pipelined = RedisViabilityState(client, namespace="vs-pipelined")
     per_call = RedisViabilityState(client, namespace="vs-per-call")
-    account = AccountRecord.model_validate({"id": 7, "platform": "youtube", "handle": "h", "display_name": "d",
-                                            "followers": 50_000})
     for state in (pipelined, per_call):
-        state.put_account(account)
+        state.put_account(account(7, 50_000))
         state.set_viable(7, True)
     rng = random.Random(3)
-    for step in range(300):
-        post_id = rng.randrange(40)
-        write = (post_id, None) if rng.random() < 0.2 else (post_id, rng.randrange(10_000))
-        account_id = 7 if step % 10 else 8  # 8: no account record
+    compared = 0
+    for _ in range(40):
+        writes = [random_write(rng) for _ in range(rng.randrange(1, 25))]
         limit = rng.choice([1, 5, 20])
-        assert pipelined.apply_and_read(account_id, write, limit) == read_view(per_call, account_id, write, limit)
-    assert pipelined.apply_and_read(7, None, 5) == read_view(per_call, 7, None, 5)
+        views = pipelined.apply_and_read(writes, limit)
+        assert views == read_views(per_call, writes, limit)
+        compared += len(views)
+    assert compared > 300
+    assert pipelined.apply_and_read([StateWrite(7)], 5) == read_views(per_call, [StateWrite(7)], 5)
+    assert pipelined.apply_and_read([], 5) == []
+
+
+def test_viability_changes_are_recorded_in_one_call(infra):
+    client = redis.Redis(host="127.0.0.1", port=infra.config.redis_port)
+    state = RedisViabilityState(client, namespace="vs-record")
+    state.set_viable(1, True)
+    state.set_viable_many({1: False, 2: True, 3: True})
+    assert [state.was_viable(a) for a in (1, 2, 3, 4)] == [False, True, True, False]

@@ -1,6 +1,8 @@
+import random
+
 import pytest
 
-from services.viability.core import DAY_MS, SnapshotRequest, ViabilityFilter, ViabilityRules
+from services.viability.core import DAY_MS, SnapshotRequest, SourceChange, ViabilityFilter, ViabilityRules
 from shared.events import AccountPurge, ChangeEvent, PostDelete, PostUpsert
 from tests.unit.fakes import InMemoryViabilityState
 
@@ -84,3 +86,50 @@ def test_only_the_most_recent_posts_are_kept(viability):
     assert [type(d) for d in decisions] == [PostUpsert, PostDelete]
     assert decisions[0].post.id == 100
     assert decisions[1].post_id == 0  # the oldest of the five kept so far (10 days), pushed out
+
+
+def random_changes(seed: int, count: int) -> list[SourceChange]:
+    """Accounts appearing, growing, shrinking and leaving, with their posts coming and going."""
+    rng = random.Random(seed)
+    changes = []
+    for _ in range(count):
+        account_id = rng.choice([1, 2, 3])
+        if rng.random() < 0.15:
+            op = "d" if rng.random() < 0.15 else "u"
+            row = account(account_id, followers=rng.choice([10, 5000]))
+            changes.append(SourceChange.of("accounts", change(op, "accounts", before=row, after=row)))
+        else:
+            op = "d" if rng.random() < 0.3 else "c"
+            row = post(rng.randrange(12), account_id, age_days=rng.choice([1, 2, 3, 40]))
+            changes.append(SourceChange.of("posts", change(op, "posts", before=row, after=row)))
+    return changes
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_batch_decides_exactly_what_one_event_at_a_time_does(seed):
+    changes = random_changes(seed, 300)
+    one_at_a_time = ViabilityFilter(InMemoryViabilityState(), RULES)
+    expected = [d for c in changes for d in one_at_a_time._decide_and_record(c, NOW)]
+    batched_state = InMemoryViabilityState()
+    batched = ViabilityFilter(batched_state, RULES)
+    decided = []
+    for start in range(0, len(changes), 37):
+        verdict = batched.decide(changes[start:start + 37], NOW)
+        batched.record(verdict)
+        decided += verdict.decisions
+    assert decided == expected
+    assert any(isinstance(d, SnapshotRequest) for d in expected) and any(isinstance(d, AccountPurge) for d in expected)
+    assert batched_state.viable == one_at_a_time.state.viable
+
+
+def test_a_transition_is_recorded_only_when_asked_so_a_retried_batch_sends_it_again(viability):
+    changes = [SourceChange.of("accounts", change("r", "accounts", after=account()))]
+    changes += [SourceChange.of("posts", change("r", "posts", after=post(i))) for i in range(3)]
+    first = viability.decide(changes, NOW)
+    assert SnapshotRequest((1,)) in first.decisions and first.viable_after == {1: True}
+    assert not viability.state.was_viable(1)  # the batch's outputs are not durable yet
+    retried = viability.decide(changes, NOW)  # the posts are in the state now: more of them are forwarded
+    assert SnapshotRequest((1,)) in retried.decisions and retried.viable_after == {1: True}
+    viability.record(retried)
+    assert viability.state.was_viable(1)
+    assert SnapshotRequest((1,)) not in viability.decide(changes, NOW).decisions
