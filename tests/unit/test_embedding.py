@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.embedding import TextEmbedder, load_text_embedder
+from shared.embedding import TextEmbedder, length_batches, load_text_embedder
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "minilm_reference.json"
 
@@ -96,3 +96,17 @@ def test_int8_is_close_but_distinct(cache_dir: Path, embedder: TextEmbedder,
     assert int8.model_id != embedder.model_id
     cosines = (int8.embed(reference["texts"]) * embedder.embed(reference["texts"])).sum(axis=1)
     assert cosines.min() >= 0.95
+
+
+def test_batches_group_texts_of_similar_length() -> None:
+    lengths = [5, 100, 6, 110, 7, 5, 5]
+    assert length_batches(lengths, max_batch=32) == [[0, 5, 6, 2], [4], [1, 3]]
+    assert length_batches(lengths, max_batch=2) == [[0, 5], [6, 2], [4], [1, 3]]
+    assert length_batches([], max_batch=4) == []
+
+
+def test_a_mix_of_short_and_long_texts_embeds_as_each_text_alone(embedder: TextEmbedder) -> None:
+    texts = ["hi", "a long text about baking sourdough bread at home " * 20, "ok", "gym day " * 40, "tea"]
+    together = embedder.embed(texts)
+    alone = np.vstack([embedder.embed([t]) for t in texts])
+    assert np.abs(together - alone).max() < 1e-5
