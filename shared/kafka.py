@@ -85,6 +85,7 @@ def make_consumer(settings: KafkaSettings, group_id: str, **overrides: object) -
         "session.timeout.ms": settings.kafka_session_timeout_ms,
         "max.poll.interval.ms": 600_000,  # a slow model batch must not cost a rebalance
         "fetch.message.max.bytes": 8_000_000,
+        "fetch.wait.max.ms": settings.kafka_fetch_wait_max_ms,
         # Prefetched messages wait here; with one batch in hand this is all a consumer holds while
         # its output is down and the batch is retried (backpressure instead of a growing backlog).
         "queued.max.messages.kbytes": settings.kafka_fetch_buffer_kbytes,

@@ -38,7 +38,7 @@ PREFIX = "storefault"
 TOPIC = f"{PREFIX}.pipeline.posts.embedded"
 GROUP = f"{PREFIX}-indexer"
 BEFORE, DURING = 300, 5_000  # posts indexed before the fault, posts arriving while it lasts
-BATCH, FETCH_BUFFER_KB = 100, 1_024  # the indexer's KAFKA_BATCH_SIZE and KAFKA_FETCH_BUFFER_KBYTES
+BATCH, FETCH_BUFFER_KB = 100, 1_024  # the indexer's INDEXER_BATCH_SIZE and KAFKA_FETCH_BUFFER_KBYTES
 DESCRIPTION_CHARS = 3_500  # ~6 KB per message: the backlog (~30 MB) dwarfs what the indexer may hold
 FAULT_SECONDS = 16
 SYNC_CALLS = "fsync,fdatasync,msync"
@@ -124,7 +124,7 @@ def indexer(infra, tmp_path):
     """The real indexer process (edge store) on its own topic prefix and data directory."""
     config = replace(infra.config, root=tmp_path, topic_prefix=PREFIX)
     port = free_port()
-    env = {**config.service_env(), "METRICS_PORT": str(port), "KAFKA_BATCH_SIZE": str(BATCH),
+    env = {**config.service_env(), "METRICS_PORT": str(port), "INDEXER_BATCH_SIZE": str(BATCH),
            "KAFKA_FETCH_BUFFER_KBYTES": str(FETCH_BUFFER_KB)}
     process = python_module("indexer", "services.indexer.main", config.log_dir, env).start()
     try:
