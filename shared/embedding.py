@@ -322,6 +322,10 @@ def _session(model_path: Path, intra_op_threads: int) -> ort.InferenceSession:
     opts.intra_op_num_threads = intra_op_threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle worker threads sleep instead of spinning: next to other busy processes (the whole pipeline
+    # on two cores) spinning burnt CPU they needed. Measured: +10% texts/s beside a half-busy core,
+    # 20% less CPU on small batches, single queries p50 +0.7 ms but p95 8.7 ms instead of 13 ms.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
 
 
