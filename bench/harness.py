@@ -82,6 +82,28 @@ class RssSampler:
     def stop(self) -> None:
         self._stop.set()
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each watched process has used so far; differences of two calls
+        show where a benchmark's CPU went."""
+        used = {}
+        for name, pid in list(self.processes.items()):
+            seconds = _cpu_seconds(pid)
+            if seconds is not None:
+                used[name] = seconds
+        return used
+
+
+def cpu_used_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: round(after[name] - before.get(name, 0.0), 2) for name in after if after[name] > before.get(name, 0.0)}
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
 
 def _rss_mb(pid: int) -> float | None:
     try:
@@ -295,6 +317,18 @@ class Bench:
                 return list(cursor.fetchall())
         finally:
             connection.close()
+
+    def wait_summaries_idle(self, stack: LocalStack, timeout: float = 900) -> float:
+        """Seconds until the live summarizer has no account waiting (it recomputes an account's summary
+        SUMMARIZER_DEBOUNCE_S after its posts change, in the query process): benchmarks 1 and 3 start
+        from a quiet pipeline, not in the middle of the summaries of the previous load."""
+        from services.summarizer.dirty import DirtyAccounts
+
+        dirty = DirtyAccounts(self.redis, stack.config.topic_prefix, "accounts")
+        started = time.monotonic()
+        while dirty.backlog() and time.monotonic() - started < timeout:
+            time.sleep(1)
+        return time.monotonic() - started
 
     def viable_count(self) -> int:
         return self.sql(f"SELECT COUNT(*) FROM ({VIABLE_POSTS_SQL}) v", VIABLE_POSTS_PARAMS)[0][0]
