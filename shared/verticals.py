@@ -175,31 +175,35 @@ class VerticalClassifier:
         return None if margin is None else margin >= OFF_TOPIC_MARGIN
 
     def classify(self, vectors: np.ndarray) -> list[TierOneResult]:
+        """One result per post. The decisions are taken for the whole batch in numpy; only building
+        each post's labels is per post (the indexer labels up to a thousand posts per batch)."""
         similarity = self.scores(vectors)
         off_margin = self.off_topic_margin(vectors, similarity)
-        confidence = 1.0 / (1.0 + np.exp(-(similarity - self.thresholds) / CONFIDENCE_SCALE))
         if off_margin is None:
             off_margin = np.full(len(similarity), -np.inf)
-        return [self._result(row_sim, row_conf, float(off))
-                for row_sim, row_conf, off in zip(similarity, confidence, off_margin)]
+        confidence = 1.0 / (1.0 + np.exp(-(similarity - self.thresholds) / CONFIDENCE_SCALE))
+        chosen = label_mask(similarity, self.thresholds, off_topic=off_margin >= OFF_TOPIC_MARGIN)
+        by_confidence = np.argsort(-confidence, axis=1, kind="stable")
+        top = confidence.max(axis=1)
+        best_two = -np.sort(-similarity, axis=1)[:, :2]
+        runner_up = best_two[:, 1] if similarity.shape[1] > 1 else np.full(len(similarity), -np.inf)
+        close_call = best_two[:, 0] - runner_up < MIN_MARGIN
+        unsure_top = top >= UNCERTAIN_BAND[0]
+        uncertain = ((unsure_top & (top <= UNCERTAIN_BAND[1])) | (close_call & unsure_top)
+                     # Off-topic or not is itself a close call when the two prototypes are about as near.
+                     | ((np.abs(off_margin - OFF_TOPIC_MARGIN) < MIN_MARGIN) & unsure_top))
+        return [self._result(chosen[row], by_confidence[row].tolist(), confidence[row].tolist(),
+                             similarity[row].tolist(), bool(uncertain[row]))
+                for row in range(len(similarity))]
 
-    def _result(self, similarity: np.ndarray, confidence: np.ndarray, off_margin: float) -> TierOneResult:
-        off_topic = off_margin >= OFF_TOPIC_MARGIN
-        chosen = label_mask(similarity[None, :], self.thresholds, off_topic=np.array([off_topic]))[0]
-        order = np.argsort(-confidence)
+    def _result(self, chosen: np.ndarray, by_confidence: list[int], confidence: list[float],
+                similarity: list[float], uncertain: bool) -> TierOneResult:
         labels = tuple(
             VerticalLabel(taxonomy=self.taxonomy.name, vertical=self.names[i], confidence=_round(confidence[i]),
                           version=self.taxonomy.version, tier="embedding")
-            for i in order if chosen[i]
+            for i in by_confidence if chosen[i]
         )
-        top = float(confidence[order[0]])
-        by_similarity = np.argsort(-similarity)
-        runner_up = float(similarity[by_similarity[1]]) if len(by_similarity) > 1 else -math.inf
-        close_call = float(similarity[by_similarity[0]]) - runner_up < MIN_MARGIN
-        uncertain = UNCERTAIN_BAND[0] <= top <= UNCERTAIN_BAND[1] or (close_call and top >= UNCERTAIN_BAND[0])
-        # Off-topic or not is itself a close call when the two prototypes are about as near.
-        uncertain = uncertain or (abs(off_margin - OFF_TOPIC_MARGIN) < MIN_MARGIN and top >= UNCERTAIN_BAND[0])
-        scores = {self.names[i]: round(float(similarity[i]), 4) for i in range(len(self.names))}
+        scores = {name: round(value, 4) for name, value in zip(self.names, similarity)}
         return TierOneResult(self.taxonomy.name, self.taxonomy.version, labels, scores, uncertain)
 
 
