@@ -174,6 +174,9 @@ class SummarizerSettings(_EnvSettings):
         10, ge=1, description="Material change: this many posts newer than the summary's last post...")
     summarizer_min_change_ratio: float = Field(
         0.05, gt=0, description="...or the post count changed by this fraction (deletes, first posts).")
+    summarizer_min_interval_s: float = Field(
+        600.0, ge=0, description="An account that keeps posting is summarized again at most this often (a first "
+        "summary is not held back): recomputing busy accounts every debounce window took CPU from the model.")
     summarizer_catch_up_timeout_s: float = Field(
         120.0, gt=0, description="Wait at most this long for the posts index to show an account's latest event "
         "before summarizing what it has.")

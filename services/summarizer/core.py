@@ -448,11 +448,13 @@ class SummaryStamp(BaseModel):
     summary_format: int
     post_count: int = Field(description="Indexed posts of the account when it was computed.")
     last_post_at: int
+    computed_at: int = 0  # ms; 0 for summaries written before it was kept
 
 
 class ChangeRule(BaseModel):
     min_new_posts: int = Field(10, ge=1)
     min_change_ratio: float = Field(0.05, gt=0)
+    min_interval_ms: int = Field(0, ge=0)  # between two recomputations for new or fewer posts
 
 
 Refresh = Literal["first", "format", "new_posts", "count_changed"]
@@ -473,6 +475,16 @@ def needs_refresh(previous: SummaryStamp | None, post_count: int, new_posts: int
     if abs(post_count - previous.post_count) >= rule.min_change_ratio * max(previous.post_count, 1):
         return "count_changed"
     return None
+
+
+def held_until(previous: SummaryStamp | None, reason: Refresh, rule: ChangeRule, now_ms: int) -> int | None:
+    """When an account that keeps posting may be summarized again, if not yet: a busy account would
+    otherwise be recomputed every debounce window, and with the model on the same cores that cost
+    freshness. A first summary, or one of an outdated format, is never held back."""
+    if previous is None or reason not in ("new_posts", "count_changed"):
+        return None
+    due = previous.computed_at + rule.min_interval_ms
+    return due if due > now_ms else None
 
 
 # --- has the posts index caught up with what the summarizer was told? --------------------------------

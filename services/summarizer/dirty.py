@@ -97,6 +97,13 @@ class DirtyAccounts:
             pipe.zcard(self.processing_key)
             return sum(pipe.execute())
 
+    def due_before(self, at_ms: int) -> int:
+        """Accounts being refreshed or due by ``at_ms`` (not those held back for longer)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcount(self.dirty_key, "-inf", at_ms)
+            pipe.zcard(self.processing_key)
+            return sum(pipe.execute())
+
     def due_times(self, accounts: Sequence[int]) -> list[float | None]:
         """Due time per account (None: not dirty); for tests and operators."""
         return [self.client.zscore(self.dirty_key, str(a)) for a in accounts]

@@ -28,6 +28,7 @@ from services.summarizer.core import (
     SummaryOptions,
     SummaryStamp,
     TermBackground,
+    held_until,
     index_reflects,
     needs_refresh,
     summarize,
@@ -49,7 +50,13 @@ RECHECK_MS = 1_000  # how soon an account whose posts the indexer has not writte
 FAILURE_RETRY_MS = 5_000
 CLAIM_BATCH = 8
 
-Outcome = Literal["computed", "unchanged", "deleted", "deferred"]
+Outcome = Literal["computed", "unchanged", "deleted", "deferred", "held"]
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    outcome: Outcome
+    retry_at_ms: int | None = None  # when to look again ("deferred", "held")
 
 
 @dataclass(frozen=True)
@@ -117,32 +124,36 @@ class AccountRefresher:
     def __post_init__(self) -> None:
         self.store.ensure_collection(self.accounts_collection, EMBEDDING_DIM)
         self.rule = ChangeRule(min_new_posts=self.settings.summarizer_min_new_posts,
-                               min_change_ratio=self.settings.summarizer_min_change_ratio)
+                               min_change_ratio=self.settings.summarizer_min_change_ratio,
+                               min_interval_ms=int(self.settings.summarizer_min_interval_s * 1000))
         self.options = SummaryOptions(representatives=self.settings.summarizer_representatives,
                                       keywords=self.settings.summarizer_keywords,
                                       hashtags=self.settings.summarizer_hashtags)
 
-    def refresh(self, claimed: ClaimedAccount, now_ms: int) -> Outcome:
+    def refresh(self, claimed: ClaimedAccount, now_ms: int) -> Refreshed:
         account_id = claimed.account_id
         posts_filter = SearchFilter(account_id=[account_id])
         post_count = self.store.count(self.posts_collection, posts_filter)
         if not self._index_caught_up(claimed.expectation, post_count, now_ms):
-            return "deferred"
+            return Refreshed("deferred", now_ms + RECHECK_MS)
         if post_count == 0:
             self.store.delete(self.accounts_collection, [account_point_id(account_id)])
-            return "deleted"
+            return Refreshed("deleted")
         previous = self._stamp(account_id)
         new_posts = post_count if previous is None else self.store.count(
             self.posts_collection, posts_filter.model_copy(update={"published_after": previous.last_post_at + 1}))
         reason = needs_refresh(previous, post_count, new_posts, self.rule)
         if reason is None:
-            return "unchanged"
+            return Refreshed("unchanged")
+        hold = held_until(previous, reason, self.rule, now_ms)
+        if hold is not None:
+            return Refreshed("held", hold)
         with SUMMARY_SECONDS.time():
             computed = self.compute(account_id, now_ms)
             self.write(computed, post_count)
         log.info("account summarized", account_id=account_id, reason=reason, posts=computed.summary.posts,
                  llm=computed.llm is not None, collection=self.accounts_collection)
-        return "computed"
+        return Refreshed("computed")
 
     def compute(self, account_id: int, now_ms: int) -> ComputedSummary:
         """Summary of the account's most recent posts (at most SUMMARIZER_MAX_POSTS), plus the LLM's
@@ -206,7 +217,8 @@ class AccountRefresher:
         payload = found[0].payload
         return SummaryStamp(summary_format=int(payload.get("summary_format") or 0),
                             post_count=int(payload.get("post_count") or 0),
-                            last_post_at=int(payload.get("last_post_at") or 0))
+                            last_post_at=int(payload.get("last_post_at") or 0),
+                            computed_at=int(payload.get("indexed_at_ms") or 0))
 
     def _index_caught_up(self, expectation: Expectation | None, post_count: int, now_ms: int) -> bool:
         if expectation is None:
@@ -253,13 +265,13 @@ class SummaryWorker:
 
     def _refresh(self, account: ClaimedAccount) -> None:
         try:
-            outcome = self.refresher.refresh(account, int(time.time() * 1000))
+            refreshed = self.refresher.refresh(account, int(time.time() * 1000))
         except Exception as exc:  # noqa: BLE001 (one account's failure must not stop the others)
             log.error("summary failed, will retry", account_id=account.account_id, error=repr(exc)[:500])
             self.dirty.defer(account, int(time.time() * 1000) + FAILURE_RETRY_MS)
             return
-        SUMMARY_REFRESHES.labels(outcome=outcome).inc()
-        if outcome == "deferred":
-            self.dirty.defer(account, int(time.time() * 1000) + RECHECK_MS)
+        SUMMARY_REFRESHES.labels(outcome=refreshed.outcome).inc()
+        if refreshed.retry_at_ms is not None:
+            self.dirty.defer(account, refreshed.retry_at_ms)
         else:
             self.dirty.finish(account)

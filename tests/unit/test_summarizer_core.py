@@ -15,6 +15,7 @@ from services.summarizer.core import (
     SUMMARY_FORMAT,
     AccountProfile,
     ChangeRule,
+    held_until,
     Expectation,
     PostView,
     SummaryOptions,
@@ -230,3 +231,13 @@ def test_accounts_collection_follows_the_posts_version():
     assert accounts_collection_for("posts", "posts", "accounts") == "accounts"
     assert accounts_collection_for("posts_v2", "posts", "accounts") == "accounts_v2"
     assert accounts_collection_for("custom", "posts", "accounts") == "accounts_custom"
+
+
+def test_an_account_that_keeps_posting_is_summarized_at_most_once_per_interval():
+    rule = ChangeRule(min_new_posts=10, min_change_ratio=0.05, min_interval_ms=600_000)
+    summarized = SummaryStamp(summary_format=SUMMARY_FORMAT, post_count=100, last_post_at=NOW, computed_at=NOW)
+    assert held_until(summarized, "new_posts", rule, NOW + 1_000) == NOW + 600_000
+    assert held_until(summarized, "count_changed", rule, NOW + 599_999) == NOW + 600_000
+    assert held_until(summarized, "new_posts", rule, NOW + 600_000) is None
+    assert held_until(None, "first", rule, NOW) is None
+    assert held_until(summarized, "format", rule, NOW + 1_000) is None
