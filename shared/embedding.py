@@ -346,7 +346,6 @@ def load_text_embedder(cache_dir: str | Path, *, batch_size: int = 32, intra_op_
     model_dir = default_model_dir()
     path = ensure_onnx_model(cache_dir, model_dir, quantize)
     dim = json.loads((model_dir / "config.json").read_text())["hidden_size"]
-    precision = "int8" if quantize else "fp32"
     model_id = embedding_model_id(quantize)
     tokenizer, pad_id = _load_tokenizer(model_dir)
     return TextEmbedder(_session(path, intra_op_threads), tokenizer, model_id, dim, batch_size, pad_id)

@@ -27,7 +27,6 @@ taxonomy and exports the share of each vertical, so drift shows on a dashboard.
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from collections import Counter, deque

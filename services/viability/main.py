@@ -33,7 +33,7 @@ from shared.events import (
 )
 from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
 from shared.index_registry import IndexRegistry, IndexVersion
-from shared.kafka import BatchLoop, BatchResult, DeadLetter, OutboundMessage, ensure_topics, make_consumer, make_producer
+from shared.kafka import BatchLoop, BatchResult, OutboundMessage, ensure_topics, make_consumer, make_producer
 from shared.logging import configure_logging, get_logger
 from shared.metrics import VIABILITY_DECISIONS
 from shared.version_loops import VersionLoops
