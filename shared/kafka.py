@@ -182,6 +182,7 @@ class BatchLoop:
         handle_batch: BatchHandler,
         stop: threading.Event | None = None,
         heartbeat: Heartbeat | None = None,
+        batch_size: int | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -191,6 +192,7 @@ class BatchLoop:
         self.handle_batch = handle_batch
         self.stop = stop or threading.Event()
         self.heartbeat = heartbeat or Heartbeat()
+        self.batch_size = batch_size or settings.kafka_batch_size  # a sink may want larger ones (the indexer)
 
     def run(self) -> None:
         self.consumer.subscribe(self.topics)
@@ -216,7 +218,7 @@ class BatchLoop:
             log.info("stopped", service=self.service)
 
     def run_once(self) -> int:
-        messages = self.consumer.consume(self.settings.kafka_batch_size, self.settings.kafka_batch_timeout_s)
+        messages = self.consumer.consume(self.batch_size, self.settings.kafka_batch_timeout_s)
         messages = [m for m in messages if not self._is_transport_error(m)]
         if not messages:
             return 0

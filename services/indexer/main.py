@@ -76,12 +76,12 @@ def indexer_loop(kafka: KafkaSettings, store: VectorStore, collection: str, stop
                  topic: str | None = None, labeller: Labeller | None = None) -> BatchLoop:
     source = topic or kafka.embedded_posts_topic
     ensure_topics(kafka, [source, dlq_topic(source)])
-    # Larger batches than the other services: the store's sync is paid once per batch (bench 2).
-    kafka = kafka.model_copy(update={"kafka_batch_size": VectorStoreSettings().indexer_batch_size})
     service = IndexerService(PostIndexer(store, collection, EMBEDDING_DIM, labeller))
     consumer = make_consumer(kafka, group or live_indexer_group(kafka))
+    # Larger batches than the other services: the store's sync is paid once per batch (bench 2).
     return BatchLoop(service="indexer", settings=kafka, consumer=consumer, producer=make_producer(kafka),
-                     topics=[source], handle_batch=service.handle_batch, stop=stop, heartbeat=heartbeat)
+                     topics=[source], handle_batch=service.handle_batch, stop=stop, heartbeat=heartbeat,
+                     batch_size=VectorStoreSettings().indexer_batch_size)
 
 
 def open_registry(kafka: KafkaSettings, store_settings: VectorStoreSettings) -> IndexRegistry:
