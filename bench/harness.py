@@ -153,7 +153,7 @@ def top_frames(collapsed: Path, n: int = 10) -> list[tuple[str, float]]:
             inclusive[frame] += int(count)
     total = sum(totals.values()) or 1
     top = [(f"self  {frame}", 100 * c / total) for frame, c in totals.most_common(n)]
-    wanted = ("handle_batch", "apply_and_read", "read_view", "on_post", "parse_", "produce_all", "_commit",
+    wanted = ("handle_batch", "apply_and_read", "read_view", "decide", "parse_", "produce_all", "_commit",
               "consume", "upsert", "_write", "flush", "embed", "get_many", "model_validate", "encode")
     top += [(f"incl  {frame}", 100 * c / total) for frame, c in inclusive.most_common(60)
             if any(w in frame for w in wanted)][:n]

@@ -110,7 +110,6 @@ class StateWrite:
 class SourceChange:
     """One validated CDC row change of ``accounts`` or ``posts``: what the filter decides on."""
 
-    table: Literal["accounts", "posts"]
     op: str
     record: AccountRecord | PostRecord
     position: SourcePosition
@@ -119,7 +118,7 @@ class SourceChange:
     def of(cls, table: Literal["accounts", "posts"], change: ChangeEvent) -> SourceChange:
         """Raises a ValueError (pydantic's) when the row is not a valid account or post."""
         model = AccountRecord if table == "accounts" else PostRecord
-        return cls(table, change.op, model.model_validate(change.row), SourcePosition.of(change.source))
+        return cls(change.op, model.model_validate(change.row), SourcePosition.of(change.source))
 
     @property
     def account_id(self) -> int:
