@@ -206,23 +206,6 @@ class VerticalClassifier:
         return TierOneResult(self.taxonomy.name, self.taxonomy.version, labels, scores, uncertain)
 
 
-class ClassifierBank:
-    """Every enabled taxonomy's classifier; labels of all of them for one post, as the payload wants."""
-
-    def __init__(self, classifiers: Iterable[VerticalClassifier]) -> None:
-        self.classifiers = list(classifiers)
-
-    def classify(self, vectors: np.ndarray) -> list[list[TierOneResult]]:
-        """Per post, one result per taxonomy."""
-        if not self.classifiers or len(vectors) == 0:
-            return [[] for _ in range(len(vectors))]
-        per_taxonomy = [c.classify(vectors) for c in self.classifiers]
-        return [list(results) for results in zip(*per_taxonomy)]
-
-    def labels(self, vectors: np.ndarray) -> list[list[VerticalLabel]]:
-        return [[label for result in results for label in result.labels] for results in self.classify(vectors)]
-
-
 class VerticalDrift:
     """Sliding window of the last ``window`` tier-1 predictions per taxonomy, exported as metrics.
 
