@@ -4,8 +4,8 @@ Field experience (and a measurement here) says nearest prototypes on the post em
 LLMs at a tiny fraction of the cost. So tier 1 labels every post, locally and for free, and only
 the posts it is unsure about may go to an LLM (tier 2, services/classifier).
 
-How a vertical's prototype is made, and why (numbers: ``make eval``, README "Vertical
-classification quality"):
+How a vertical's prototype is made, and why (numbers: ``make eval``, docs/classification.md "Quality of
+tier 1"):
 
 - Its description is split into facets ("Makeup, skincare, hair care" -> three texts), each facet
   and keyword is embedded alone and the unit vectors are averaged with the whole sentence's. One
