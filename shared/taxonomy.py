@@ -10,7 +10,6 @@ in post payloads, written by the classifier (a later service) and read by the qu
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -130,6 +129,3 @@ def verticals_payload(labels: Iterable[VerticalLabel]) -> dict:
         "vertical_labels": sorted({label_key(label.taxonomy, label.vertical) for label in labels}),
     }
 
-
-def is_valid_name(name: str) -> bool:
-    return re.match(_NAME, name) is not None

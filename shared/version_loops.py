@@ -2,7 +2,9 @@
 
 A replay registers a version; every service with work for it runs one more BatchLoop next to its
 live loop, with the version's own consumer group: viability for stage "pipeline", the embedder for
-stages "embed" and "pipeline" (the indexer has its own supervisor). A version dropped from the
+versions that embed (stages "embed" and "pipeline"), the classifier's tier 2 for every version but
+the live one, and the summarizer for every version, the live one included (the indexer has its own
+supervisor, services/indexer/supervisor.py). A version dropped from the
 registry (or replaced under the same name) has its loop stopped and joined first, and only then
 ``on_dropped`` removes what belonged to it, so a loop can never write after its cleanup.
 """

@@ -4,8 +4,8 @@ Field experience (and a measurement here) says nearest prototypes on the post em
 LLMs at a tiny fraction of the cost. So tier 1 labels every post, locally and for free, and only
 the posts it is unsure about may go to an LLM (tier 2, services/classifier).
 
-How a vertical's prototype is made, and why (numbers: ``make eval``, README "Vertical
-classification quality"):
+How a vertical's prototype is made, and why (numbers: ``make eval``, docs/classification.md "Quality of
+tier 1"):
 
 - Its description is split into facets ("Makeup, skincare, hair care" -> three texts), each facet
   and keyword is embedded alone and the unit vectors are averaged with the whole sentence's. One
@@ -204,23 +204,6 @@ class VerticalClassifier:
         )
         scores = {name: round(value, 4) for name, value in zip(self.names, similarity)}
         return TierOneResult(self.taxonomy.name, self.taxonomy.version, labels, scores, uncertain)
-
-
-class ClassifierBank:
-    """Every enabled taxonomy's classifier; labels of all of them for one post, as the payload wants."""
-
-    def __init__(self, classifiers: Iterable[VerticalClassifier]) -> None:
-        self.classifiers = list(classifiers)
-
-    def classify(self, vectors: np.ndarray) -> list[list[TierOneResult]]:
-        """Per post, one result per taxonomy."""
-        if not self.classifiers or len(vectors) == 0:
-            return [[] for _ in range(len(vectors))]
-        per_taxonomy = [c.classify(vectors) for c in self.classifiers]
-        return [list(results) for results in zip(*per_taxonomy)]
-
-    def labels(self, vectors: np.ndarray) -> list[list[VerticalLabel]]:
-        return [[label for result in results for label in result.labels] for results in self.classify(vectors)]
 
 
 class VerticalDrift:

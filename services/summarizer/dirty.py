@@ -13,7 +13,6 @@ Three keys per accounts collection:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
@@ -103,7 +102,3 @@ class DirtyAccounts:
             pipe.zcount(self.dirty_key, "-inf", at_ms)
             pipe.zcard(self.processing_key)
             return sum(pipe.execute())
-
-    def due_times(self, accounts: Sequence[int]) -> list[float | None]:
-        """Due time per account (None: not dirty); for tests and operators."""
-        return [self.client.zscore(self.dirty_key, str(a)) for a in accounts]

@@ -203,18 +203,6 @@ class ViabilityFilter:
         for account_id, viable in verdict.viable_after.items():
             self.state.set_viable(account_id, viable)
 
-    def on_account(self, change: ChangeEvent, now_ms: int) -> list[Decision]:
-        """One account change, decided and recorded (tests and tools; the service uses ``decide``)."""
-        return self._decide_and_record(SourceChange.of("accounts", change), now_ms)
-
-    def on_post(self, change: ChangeEvent, now_ms: int) -> list[Decision]:
-        return self._decide_and_record(SourceChange.of("posts", change), now_ms)
-
-    def _decide_and_record(self, change: SourceChange, now_ms: int) -> list[Decision]:
-        verdict = self.decide([change], now_ms)
-        self.record(verdict)
-        return verdict.decisions
-
     def _views(self, writes: list[StateWrite]) -> list[AccountView]:
         """Apply the writes and read what each decision needs: one round trip per batch when the
         state supports it, instead of ~7 per event (the viability bottleneck, see bench/)."""

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from services.viability.core import DAY_MS, SnapshotRequest, SourceChange, ViabilityFilter, ViabilityRules
+from services.viability.core import DAY_MS, Decision, SnapshotRequest, SourceChange, ViabilityFilter, ViabilityRules
 from shared.events import AccountPurge, ChangeEvent, PostDelete, PostUpsert
 from tests.unit.fakes import InMemoryViabilityState
 
@@ -24,9 +24,24 @@ def post(id, account_id=1, age_days=1):
             "published_at": NOW - age_days * DAY_MS}
 
 
+class OneChangePerBatch(ViabilityFilter):
+    """The filter driven as the service drives it (``decide`` a batch, then ``record`` it), one change per batch."""
+
+    def on_account(self, change: ChangeEvent, now_ms: int) -> list[Decision]:
+        return self.decide_one(SourceChange.of("accounts", change), now_ms)
+
+    def on_post(self, change: ChangeEvent, now_ms: int) -> list[Decision]:
+        return self.decide_one(SourceChange.of("posts", change), now_ms)
+
+    def decide_one(self, change: SourceChange, now_ms: int) -> list[Decision]:
+        verdict = self.decide([change], now_ms)
+        self.record(verdict)
+        return verdict.decisions
+
+
 @pytest.fixture
 def viability():
-    return ViabilityFilter(InMemoryViabilityState(), RULES)
+    return OneChangePerBatch(InMemoryViabilityState(), RULES)
 
 
 def test_rules():
@@ -108,8 +123,8 @@ def random_changes(seed: int, count: int) -> list[SourceChange]:
 @pytest.mark.parametrize("seed", range(5))
 def test_a_batch_decides_exactly_what_one_event_at_a_time_does(seed):
     changes = random_changes(seed, 300)
-    one_at_a_time = ViabilityFilter(InMemoryViabilityState(), RULES)
-    expected = [d for c in changes for d in one_at_a_time._decide_and_record(c, NOW)]
+    one_at_a_time = OneChangePerBatch(InMemoryViabilityState(), RULES)
+    expected = [d for c in changes for d in one_at_a_time.decide_one(c, NOW)]
     batched_state = InMemoryViabilityState()
     batched = ViabilityFilter(batched_state, RULES)
     decided = []
