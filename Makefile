@@ -46,6 +46,7 @@ TAXONOMY ?= default
 DATA ?= eval/data/creator_posts.jsonl
 .PHONY: eval
 eval: setup
+	@$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install -q -e '.[eval]'
 	@if [ "$(DATA)" = eval/data/bbc_news.jsonl ] && [ ! -f "$(DATA)" ]; then $(PY) -m ops.eval_data bbc-news; fi
 	$(PY) -m ops.eval --taxonomy $(TAXONOMY) --data $(DATA) $(ARGS)
 
