@@ -50,6 +50,11 @@ eval: setup
 	@if [ "$(DATA)" = eval/data/bbc_news.jsonl ] && [ ! -f "$(DATA)" ]; then $(PY) -m ops.eval_data bbc-news; fi
 	$(PY) -m ops.eval --taxonomy $(TAXONOMY) --data $(DATA) $(ARGS)
 
+# The classification gate on one taxonomy file: make gate ARGS='--candidate new/default.yaml [--active old.yaml]'
+.PHONY: gate
+gate: setup
+	$(PY) -m ops.gate $(ARGS)
+
 schemas: setup
 	$(PY) -m shared.schemas --write
 
