@@ -176,5 +176,5 @@ class PostSearch:
         with clock.stage("search"):
             points = index.semantic(vector, limit, SearchFilter(exclude_ids=[point.id]))
         with clock.stage("fetch"):
-            hits = to_hits(points, self.catalog)
+            hits = to_hits(points, self.catalog, self.label_floor)
         return SimilarPostsResponse(post_id=post_id, results=hits, timings=clock.timings())
