@@ -432,8 +432,11 @@ def write_reliability_plot(result: dict, path: Path) -> None:
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
         for table, ece, label, style in ((report.reliability_raw, report.ece_raw, "raw", "o--"),
                                          (report.reliability, report.ece, "calibrated", "s-")):
-            if table:
-                ax.plot([t[1] for t in table], [t[2] for t in table], style, label=f"{label} (ECE {_fmt(ece)})")
+            if table:  # marker area grows with the bin's labels: a bin of one label is not a trend
+                line, = ax.plot([t[1] for t in table], [t[2] for t in table], style[1:], linewidth=1,
+                                label=f"{label} (ECE {_fmt(ece)})")
+                ax.scatter([t[1] for t in table], [t[2] for t in table], s=[12 + 2 * t[3] for t in table],
+                           marker=style[0], color=line.get_color(), alpha=0.7)
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence of the label", ylabel="share of labels right",
                title=f"{result['taxonomy']} {name}: {report.labels} held-out labels")
         ax.legend(loc="upper left")
