@@ -46,8 +46,14 @@ TAXONOMY ?= default
 DATA ?= eval/data/creator_posts.jsonl
 .PHONY: eval
 eval: setup
+	@$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install -q -e '.[eval]'
 	@if [ "$(DATA)" = eval/data/bbc_news.jsonl ] && [ ! -f "$(DATA)" ]; then $(PY) -m ops.eval_data bbc-news; fi
 	$(PY) -m ops.eval --taxonomy $(TAXONOMY) --data $(DATA) $(ARGS)
+
+# The classification gate on one taxonomy file: make gate ARGS='--candidate new/default.yaml [--active old.yaml]'
+.PHONY: gate
+gate: setup
+	$(PY) -m ops.gate $(ARGS)
 
 schemas: setup
 	$(PY) -m shared.schemas --write

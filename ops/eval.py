@@ -41,8 +41,9 @@ from ops.eval_core import (
     top1_accuracy,
 )
 from shared.config import PROJECT_ROOT
+from shared.calibration import IDENTITY, LabelCalibration, expected_calibration_error, fit_calibration, reliability_table
 from shared.taxonomy import DEFAULT_TAXONOMY_DIR, Taxonomy
-from shared.verticals import EmbedTexts, VerticalClassifier
+from shared.verticals import EmbedTexts, VerticalClassifier, label_mask
 
 DEFAULT_RESULTS = PROJECT_ROOT / "eval" / "results"
 EVAL_TAXONOMY_DIR = PROJECT_ROOT / "eval" / "taxonomies"
@@ -105,6 +106,7 @@ def evaluate(classifier: VerticalClassifier, rows: Sequence[LabelledText], vecto
     top = [result.top[0] if result.top else "" for result in results]
     per, micro, macro = label_metrics(gold, predicted, names)
     unsure = [result.uncertain for result in results]
+    calibration = _calibration_quality(classifier, gold, vectors)
     hits = [(t in g, u) for g, t, u in zip(gold, top, unsure) if g]
     off_topic = [not p for g, p in zip(gold, predicted) if not g]
     # An off-topic text's "top" is whatever it was labelled with, if anything.
@@ -116,8 +118,33 @@ def evaluate(classifier: VerticalClassifier, rows: Sequence[LabelledText], vecto
         accuracy_confident=_mean([h for h, u in hits if not u]),
         accuracy_uncertain=_mean([h for h, u in hits if u]),
         unlabelled_share=float(np.mean([not p for p in predicted])) if predicted else 0.0,
-        texts=len(rows), off_topic_texts=len(off_topic), off_topic_rejected=_mean(off_topic),
+        texts=len(rows), off_topic_texts=len(off_topic), off_topic_rejected=_mean(off_topic), **calibration,
     )
+
+
+def _calibration_quality(classifier: VerticalClassifier, gold: Sequence[set[str]], vectors: np.ndarray) -> dict:
+    """ECE of the decided labels' raw and calibrated confidences, and their reliability tables."""
+    if len(vectors) == 0:
+        return {}
+    similarity = classifier.scores(vectors)
+    decided = label_mask(similarity, classifier.thresholds, off_topic=classifier.off_topic_rows(vectors, similarity))
+    rows, cols = np.nonzero(decided)
+    right = np.array([classifier.names[j] in gold[i] for i, j in zip(rows, cols)], dtype=bool)
+    raw = IDENTITY.confidence(classifier.names, similarity, classifier.thresholds)[rows, cols]
+    shown = classifier.calibration.confidence(classifier.names, similarity, classifier.thresholds)[rows, cols]
+    return {"labels": int(len(right)), "ece_raw": expected_calibration_error(raw, right),
+            "ece": expected_calibration_error(shown, right), "reliability": reliability_table(shown, right),
+            "reliability_raw": reliability_table(raw, right)}
+
+
+def fit_confidences(classifier: VerticalClassifier, rows: Sequence[LabelledText], vectors: np.ndarray,
+                    fit_on: Sequence[int], fitted_on: str) -> LabelCalibration:
+    """The confidence calibration of ``classifier``'s decided labels on the ``fit_on`` texts."""
+    chosen = vectors[list(fit_on)]
+    similarity = classifier.scores(chosen)
+    decided = label_mask(similarity, classifier.thresholds, off_topic=classifier.off_topic_rows(chosen, similarity))
+    gold = gold_matrix([set(rows[i].labels) for i in fit_on], classifier.names)
+    return fit_calibration(classifier.names, similarity, classifier.thresholds, decided, gold, fitted_on)
 
 
 def calibrate(taxonomy: Taxonomy, embed: EmbedTexts, rows: Sequence[LabelledText], vectors: np.ndarray,
@@ -138,11 +165,12 @@ class Candidate:
     thresholds: dict[str, float]
     examples: dict[str, list[str]]
     report: QualityReport
+    confidences: LabelCalibration | None = None
 
 
 def calibrated_candidates(taxonomy: Taxonomy, embed: EmbedTexts, rows: Sequence[LabelledText], vectors: np.ndarray,
                           calibration: Sequence[int], held_out: Sequence[int], shots: int,
-                          seed: int) -> dict[str, Candidate]:
+                          seed: int, source: str = "") -> dict[str, Candidate]:
     """k=0 (descriptions and keywords only) and, with ``shots``, k=shots example posts per vertical
     from the calibration part; thresholds fitted on the calibration part, reports on held-out."""
     test_rows, test_vectors = [rows[i] for i in held_out], vectors[list(held_out)]
@@ -159,8 +187,12 @@ def calibrated_candidates(taxonomy: Taxonomy, embed: EmbedTexts, rows: Sequence[
     for name, (variant, examples, fit_on) in variants.items():
         thresholds = calibrate(variant, embed, rows, vectors, fit_on)
         tuned = with_changes(variant, thresholds=thresholds)
+        # Confidences are calibrated under the fitted thresholds, on the same texts.
+        confidences = fit_confidences(VerticalClassifier.build(tuned, embed), rows, vectors, fit_on,
+                                      f"{source} calibration half, seed {seed}".strip())
+        tuned = tuned.model_copy(update={"calibration": confidences})
         report = evaluate(VerticalClassifier.build(tuned, embed), test_rows, test_vectors)
-        out[name] = Candidate(tuned, thresholds, examples, report)
+        out[name] = Candidate(tuned, thresholds, examples, report, confidences)
     return out
 
 
@@ -175,7 +207,8 @@ def repeated_gain(taxonomy: Taxonomy, embed: EmbedTexts, rows: Sequence[Labelled
                                                      args.shots, seed).items():
             report = candidate.report
             for key, value in (("top1_accuracy", report.top1_accuracy), ("micro_f1", report.micro["f1"]),
-                               ("macro_f1", report.macro["f1"]), ("uncertain_share", report.uncertain_share)):
+                               ("macro_f1", report.macro["f1"]), ("uncertain_share", report.uncertain_share),
+                               ("ece_raw", report.ece_raw), ("ece", report.ece)):
                 sums.setdefault(name, {}).setdefault(key, []).append(value)
     return {name: {key: round(float(np.mean(values)), 4) for key, values in metrics.items()}
             for name, metrics in sums.items()}
@@ -198,7 +231,8 @@ def run(args: argparse.Namespace, embed: EmbedTexts) -> dict:
     if args.calibrate:
         if not calibration:
             raise EvalDataError("--calibrate needs a calibration part: drop --no-split")
-        candidates = calibrated_candidates(taxonomy, embed, rows, vectors, calibration, held_out, args.shots, args.seed)
+        candidates = calibrated_candidates(taxonomy, embed, rows, vectors, calibration, held_out, args.shots, args.seed,
+                                           _shown(args.data))
         out["reports"] = {name: candidate.report for name, candidate in candidates.items()}
         if args.repeats > 1:
             out["mean_over_splits"] = {"splits": args.repeats, **repeated_gain(taxonomy, embed, rows, vectors, args)}
@@ -221,10 +255,13 @@ def run(args: argparse.Namespace, embed: EmbedTexts) -> dict:
         if args.disable_below:
             for name in out["below_floor"]:
                 changes.setdefault(name, {})["enabled"] = False
-    if changes:
-        path.write_text(rewrite_taxonomy(path.read_text(), changes))
+    blocks = {}
+    if args.calibrate and candidates[out["chosen"]].confidences is not None:
+        blocks["calibration"] = candidates[out["chosen"]].confidences.model_dump()
+    if changes or blocks:
+        path.write_text(rewrite_taxonomy(path.read_text(), changes, blocks))
         out["written"] = {"path": _shown(path), "version": load_taxonomy(path).version,
-                          "verticals": {k: sorted(v) for k, v in changes.items()}}
+                          "verticals": {k: sorted(v) for k, v in changes.items()}, "blocks": sorted(blocks)}
     return out
 
 
@@ -237,16 +274,19 @@ def to_markdown(result: dict) -> str:
              f"{result['held_out']} held-out texts of {result['texts']} (calibration part: {result['calibration']},"
              f" seed {result['seed']}).", ""]
     for name, report in result["reports"].items():
-        lines += [f"## {name}", "", _summary_table(report), "", _vertical_table(report), ""]
+        lines += [f"## {name}", "", _summary_table(report), "", _vertical_table(report), "",
+                  _calibration_lines(report), ""]
         if report.confusions:
             lines += ["Most frequent confusions (true → predicted top):", ""]
             lines += [f"- {gold} → {pred}: {n}" for gold, pred, n in report.confusions] + [""]
     if "mean_over_splits" in result:
         mean = result["mean_over_splits"]
         lines += [f"## Mean over {mean['splits']} splits (held-out parts)", "",
-                  "| configuration | top-1 acc | micro F1 | macro F1 | uncertain |", "|---|---|---|---|---|"]
+                  "| configuration | top-1 acc | micro F1 | macro F1 | uncertain | ECE raw | ECE calibrated |",
+                  "|---|---|---|---|---|---|---|"]
         lines += [f"| {name} | {_fmt(m['top1_accuracy'])} | {_fmt(m['micro_f1'])} | {_fmt(m['macro_f1'])} "
-                  f"| {_fmt(m['uncertain_share'])} |" for name, m in mean.items() if name != "splits"] + [""]
+                  f"| {_fmt(m['uncertain_share'])} | {_fmt(m['ece_raw'])} | {_fmt(m['ece'])} |"
+                  for name, m in mean.items() if name != "splits"] + [""]
     if "below_floor" in result:
         below = ", ".join(result["below_floor"]) or "none"
         lines += [f"Verticals under F1 {result['f1_floor']:.2f}: {below}", ""]
@@ -269,6 +309,17 @@ def _summary_table(report: QualityReport) -> str:
         f"| {fmt(report.accuracy_confident)} / {fmt(report.accuracy_uncertain)} | {fmt(report.unlabelled_share)} "
         f"| {fmt(report.off_topic_rejected)} of {report.off_topic_texts} |",
     ])
+
+
+def _calibration_lines(report: QualityReport) -> str:
+    """ECE before/after and the calibrated reliability table of the held-out labels."""
+    if report.ece is None:
+        return "No decided labels: no calibration figures."
+    rows = [f"Confidence of the {report.labels} decided labels: expected calibration error {_fmt(report.ece_raw)} "
+            f"raw, {_fmt(report.ece)} as labels carry it (10 equal-width bins).", "",
+            "| confidence bin | labels | mean confidence | share right |", "|---|---|---|---|"]
+    rows += [f"| {low:.1f}-{low + 0.1:.1f} | {n} | {_fmt(conf)} | {_fmt(acc)} |" for low, conf, acc, n in report.reliability]
+    return "\n".join(rows)
 
 
 def _vertical_table(report: QualityReport) -> str:
@@ -311,6 +362,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--write-examples", action="store_true", help="with --calibrate --shots: store the examples")
     parser.add_argument("--f1-floor", type=float, default=None, help="report verticals whose held-out F1 is below this")
     parser.add_argument("--disable-below", action="store_true", help="with --f1-floor: write enabled: false for them")
+    parser.add_argument("--min-macro-f1", type=float, default=None,
+                        help="exit 1 when the reported configuration's held-out macro F1 is below this (CI)")
+    parser.add_argument("--max-ece", type=float, default=None,
+                        help="exit 1 when its held-out expected calibration error is above this (CI)")
+    parser.add_argument("--no-plot", action="store_true",
+                        help="skip the reliability plot (<out>-reliability.png, needs matplotlib: pip install -e '.[eval]')")
     args = parser.parse_args(argv)
     if args.disable_below and args.f1_floor is None:
         parser.error("--disable-below needs --f1-floor")
@@ -343,7 +400,49 @@ def main(argv: list[str] | None = None, embed: EmbedTexts | None = None) -> int:
     Path(f"{stem}.json").write_bytes(orjson.dumps(to_json(result), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     Path(f"{stem}.md").write_text(markdown)
     print(f"written: {stem}.json, {stem}.md")
-    return 0
+    if not args.no_plot:
+        write_reliability_plot(result, Path(f"{stem}-reliability.png"))
+        print(f"written: {stem}-reliability.png")
+    failures = quality_failures(result["reports"][result["chosen"]], args.min_macro_f1, args.max_ece)
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def quality_failures(report: QualityReport, min_macro_f1: float | None, max_ece: float | None) -> list[str]:
+    """What the reported configuration misses of the floors CI asks for."""
+    failures = []
+    if min_macro_f1 is not None and report.macro["f1"] < min_macro_f1:
+        failures.append(f"macro F1 {report.macro['f1']:.3f} < {min_macro_f1}")
+    if max_ece is not None and (report.ece is None or report.ece > max_ece):
+        failures.append(f"expected calibration error {_fmt(report.ece)} > {max_ece}")
+    return failures
+
+
+def write_reliability_plot(result: dict, path: Path) -> None:
+    """Share right against mean confidence per bin, raw and calibrated, one panel per configuration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reports = result["reports"]
+    fig, axes = plt.subplots(1, len(reports), figsize=(4.5 * len(reports), 4.5), squeeze=False)
+    for ax, (name, report) in zip(axes[0], reports.items()):
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+        for table, ece, label, style in ((report.reliability_raw, report.ece_raw, "raw", "o--"),
+                                         (report.reliability, report.ece, "calibrated", "s-")):
+            if table:  # marker area grows with the bin's labels: a bin of one label is not a trend
+                line, = ax.plot([t[1] for t in table], [t[2] for t in table], style[1:], linewidth=1,
+                                label=f"{label} (ECE {_fmt(ece)})")
+                ax.scatter([t[1] for t in table], [t[2] for t in table], s=[12 + 2 * t[3] for t in table],
+                           marker=style[0], color=line.get_color(), alpha=0.7)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence of the label", ylabel="share of labels right",
+               title=f"{result['taxonomy']} {name}: {report.labels} held-out labels")
+        ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +128,14 @@ class QualityReport:
     texts: int
     off_topic_texts: int  # texts about none of the verticals
     off_topic_rejected: float | None  # ... that rightly got no label
+    # Calibration of the decided labels' confidences (shared/calibration.py): expected calibration
+    # error of the raw confidence and of the one labels carry, and the latter's reliability table
+    # (bin's lower edge, mean confidence, share right, labels).
+    labels: int = 0
+    ece_raw: float | None = None
+    ece: float | None = None
+    reliability: list[tuple[float, float, float, int]] = field(default_factory=list)
+    reliability_raw: list[tuple[float, float, float, int]] = field(default_factory=list)
 
     def below(self, floor: float) -> list[str]:
         """Verticals with support whose F1 is under ``floor``, worst first."""
@@ -249,19 +257,37 @@ def bump_version(version: str) -> str:
     return f"{version}.1"
 
 
-def rewrite_taxonomy(text: str, updates: Mapping[str, Mapping[str, object]]) -> str:
-    """``text`` with the given fields set per vertical (``{"food": {"threshold": 0.31}}``) and the
-    taxonomy's version bumped. Other lines, comments and fields are left as they were."""
+def rewrite_taxonomy(text: str, updates: Mapping[str, Mapping[str, object]],
+                     blocks: Mapping[str, Mapping[str, object]] | None = None) -> str:
+    """``text`` with the given fields set per vertical (``{"food": {"threshold": 0.31}}``), the
+    given top-level mappings replaced (``{"calibration": {...}}``, written at the end of the file)
+    and the taxonomy's version bumped. Other lines, comments and fields are left as they were."""
     before = yaml.safe_load(text)
     lines = text.splitlines()
     for vertical, fields in updates.items():
         for key, value in fields.items():
             lines = _set_vertical_field(lines, vertical, key, value)
+    for key, mapping in (blocks or {}).items():
+        lines = _set_top_level_block(lines, key, mapping)
     new_version = bump_version(str(before.get("version", "1")))
     lines = _set_top_level(lines, "version", _scalar(new_version))
     result = "\n".join(lines) + "\n"
-    _check_rewrite(before, yaml.safe_load(result), updates, new_version)
+    _check_rewrite({**before, **(blocks or {})}, yaml.safe_load(result), updates, new_version)
     return result
+
+
+def _set_top_level_block(lines: list[str], key: str, mapping: Mapping[str, object]) -> list[str]:
+    """Drop ``key:`` and its indented lines, then append it rendered as block YAML."""
+    start = next((i for i, line in enumerate(lines) if re.match(r"^" + re.escape(key) + r":", line)), None)
+    if start is not None:
+        end = start + 1
+        while end < len(lines) and (not lines[end].strip() or lines[end][0] in " #"):
+            end += 1
+        lines = lines[:start] + lines[end:]
+    while lines and not lines[-1].strip():
+        lines = lines[:-1]
+    rendered = yaml.safe_dump({key: dict(mapping)}, sort_keys=False, default_flow_style=False, width=100)
+    return lines + rendered.rstrip("\n").splitlines()
 
 
 def _vertical_block(lines: list[str], vertical: str) -> tuple[int, int, int]:

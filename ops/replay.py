@@ -66,6 +66,7 @@ from shared.events import (
 from shared.index_registry import IndexRegistry, IndexVersion
 from shared.labelling import Tier1Labeller
 from shared.llm import LlmAnswerCache
+from ops.gate import replay_gate
 from shared.taxonomy import TaxonomyCatalog
 
 CANARY_QUERIES = (
@@ -399,6 +400,10 @@ def run(args: argparse.Namespace) -> int:
         registry.switch(previous)
         print(f"alias {registry.alias} → {previous}")
         return 0
+    if args.stage == "classify" and not args.dry_run and not replay_gate(ClassifierSettings().taxonomy_dir, args.override):
+        print("not building: a taxonomy's golden-set macro F1 dropped (ops/gate.py; --override to build anyway)",
+              file=sys.stderr)
+        return 3
     # Tier-1 labels are decided when a point is written and tier 2 runs per version, so re-classifying
     # (a new taxonomy version, new thresholds) is re-indexing from the embedded topic: no model call.
     stage = "index" if args.stage == "classify" else args.stage
@@ -471,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rollback", action="store_true", help="point the alias back at the previous version")
     parser.add_argument("--status", action="store_true", help="list index versions and the active one")
     parser.add_argument("--drop", metavar="COLLECTION", help="discard a version that is not active")
-    parser.add_argument("--override", action="store_true", help="switch even if verification fails")
+    parser.add_argument("--override", action="store_true",
+                        help="switch even if verification fails (and, stage classify, the classification gate)")
     parser.add_argument("--no-switch", action="store_true", help="verify, but leave the alias where it is")
     parser.add_argument("--min-overlap", type=float, default=0.6, help="canary top-10 overlap needed to switch")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the new version")

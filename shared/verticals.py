@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.calibration import CONFIDENCE_SCALE, IDENTITY
 from shared.metrics import VERTICAL_DRIFT, VERTICAL_SHARE, VERTICAL_WINDOW
 from shared.taxonomy import Taxonomy, VerticalLabel
 
@@ -44,7 +45,7 @@ EmbedTexts = Callable[[Sequence[str]], np.ndarray]  # texts -> (n, dim) unit vec
 # creator posts (0.33) and of BBC News leads (0.20); `make eval --calibrate` replaces it per vertical.
 DEFAULT_THRESHOLD = 0.25
 EXAMPLE_WEIGHT = 0.3  # share of the example posts' mean in a prototype (0.3 measured best of 0.2-0.5)
-CONFIDENCE_SCALE = 0.04  # similarity units per logit: 0.04 above the threshold ~ 0.73 confidence
+# CONFIDENCE_SCALE (shared/calibration.py): similarity units per logit of the raw confidence.
 UNCERTAIN_BAND = (0.35, 0.65)  # top confidence in here: tier 1 is unsure, an LLM may decide
 MIN_MARGIN = 0.02  # two verticals this close at the top: unsure too
 MAX_LABELS = 3  # a post is rarely about more than three things; more is noise
@@ -125,6 +126,7 @@ class VerticalClassifier:
         self.centroids = np.stack([_prototype(descriptions[n], examples.get(n)) for n in names])
         self.thresholds = np.array([_threshold(taxonomy, n, default_threshold) for n in names], dtype=np.float32)
         self.off_topic = None if off_topic is None or len(off_topic) == 0 else _prototype(off_topic, None)
+        self.calibration = taxonomy.calibration or IDENTITY
 
     @classmethod
     def build(cls, taxonomy: Taxonomy, embed: EmbedTexts, extra_examples: Mapping[str, np.ndarray] | None = None,
@@ -182,7 +184,10 @@ class VerticalClassifier:
             off_margin = np.full(len(similarity), -np.inf)
         confidence = 1.0 / (1.0 + np.exp(-(similarity - self.thresholds) / CONFIDENCE_SCALE))
         chosen = label_mask(similarity, self.thresholds, off_topic=off_margin >= OFF_TOPIC_MARGIN)
-        by_confidence = np.argsort(-confidence, axis=1, kind="stable")
+        # Labels carry the calibrated confidence; routing to tier 2 stays on the raw one (its band was
+        # measured on it).
+        shown = self.calibration.confidence(self.names, similarity, self.thresholds)
+        by_confidence = np.argsort(-shown, axis=1, kind="stable")
         top = confidence.max(axis=1)
         best_two = -np.sort(-similarity, axis=1)[:, :2]
         runner_up = best_two[:, 1] if similarity.shape[1] > 1 else np.full(len(similarity), -np.inf)
@@ -191,7 +196,7 @@ class VerticalClassifier:
         uncertain = ((unsure_top & (top <= UNCERTAIN_BAND[1])) | (close_call & unsure_top)
                      # Off-topic or not is itself a close call when the two prototypes are about as near.
                      | ((np.abs(off_margin - OFF_TOPIC_MARGIN) < MIN_MARGIN) & unsure_top))
-        return [self._result(chosen[row], by_confidence[row].tolist(), confidence[row].tolist(),
+        return [self._result(chosen[row], by_confidence[row].tolist(), shown[row].tolist(),
                              similarity[row].tolist(), bool(uncertain[row]))
                 for row in range(len(similarity))]
 

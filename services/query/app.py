@@ -27,7 +27,7 @@ from services.query.active_collection import ActiveCollection
 from services.query.context import QueryContext
 from services.query.encoding import QueryEncoder
 from services.query.errors import install_error_handlers
-from services.query.posts import PostSearch
+from services.query.posts import DEFAULT_LABEL_FLOOR, PostSearch
 from services.query.status import IN_PROCESS, PipelineStatus
 from services.summarizer.main import start_summarizer
 from shared.auth import ApiKeyStore, RateLimiter
@@ -57,6 +57,9 @@ class QuerySettings(ServiceSettings):
     status_freshness_window_s: int = Field(900, ge=10, description="Window of the freshness percentiles.")
     query_key_cache_s: float = Field(2.0, ge=0, description="Seconds an API key record is reused in-process "
                                      "(saves a Redis round trip per request; a revocation takes effect within it).")
+    label_confidence_floor: float = Field(DEFAULT_LABEL_FLOOR, ge=0.0, le=1.0, description="Calibrated confidence "
+                                          "under which a post's label is neither shown nor counted in facets; also "
+                                          "the vertical filter's minimum when a request names none.")
     query_recent_vectors: int = Field(4096, ge=0, description="Query vectors kept in process memory in front of "
                                       "the Redis query cache (0 = Redis only).")
 
@@ -91,7 +94,7 @@ def build_context(settings: QuerySettings) -> QueryContext:
         store=store, posts_collection=posts, accounts_collection=store_settings.accounts_collection,
         redis=redis_client, keys=ApiKeyStore(redis_client, cache_s=settings.query_key_cache_s),
         limiter=RateLimiter(redis_client), catalog=catalog,
-        posts=PostSearch(encoder, catalog, settings.query_max_results),
+        posts=PostSearch(encoder, catalog, settings.query_max_results, settings.label_confidence_floor),
         accounts=AccountSearch(encoder, catalog, settings.account_candidates),
         status=status, model_id=embedder.model_id,
         labeller=open_labeller(embedder.embed, redis_client) if settings.query_run_indexer else None,

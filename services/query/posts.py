@@ -29,6 +29,9 @@ from shared.taxonomy import TaxonomyCatalog, split_label_key
 from shared.vectorstore import ScoredPoint, SearchFilter, VerticalCondition
 
 log = get_logger("query.posts")
+# A label shown at calibrated confidence p is right about p of the time (shared/calibration.py):
+# under 0.5 it is more often wrong than right. QuerySettings.label_confidence_floor overrides it.
+DEFAULT_LABEL_FLOOR = 0.5
 FACET_LIMIT = 200  # distinct values returned per facet: every platform, every label of a few taxonomies
 
 
@@ -40,8 +43,10 @@ def epoch_ms(moment: datetime | None) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
-def vertical_condition(verticals: VerticalFilter, catalog: TaxonomyCatalog, field: str) -> VerticalCondition:
-    """Only known, enabled verticals filter: a switched-off vertical's labels are not trusted."""
+def vertical_condition(verticals: VerticalFilter, catalog: TaxonomyCatalog, field: str,
+                       default_min: float = 0.0) -> VerticalCondition:
+    """Only known, enabled verticals filter: a switched-off vertical's labels are not trusted.
+    ``default_min`` is the minimum confidence when the request names none."""
     taxonomy = catalog.get(verticals.taxonomy)
     if taxonomy is None:
         raise invalid_field(f"{field}.taxonomy", f"unknown taxonomy {verticals.taxonomy!r} (see GET /v1/taxonomies)")
@@ -52,25 +57,28 @@ def vertical_condition(verticals: VerticalFilter, catalog: TaxonomyCatalog, fiel
         if not found.enabled:
             raise invalid_field(f"{field}.verticals", f"{name!r} is switched off in taxonomy {taxonomy.name!r}")
     return VerticalCondition(taxonomy=taxonomy.name, verticals=list(dict.fromkeys(verticals.verticals)),
-                             min_confidence=verticals.min_confidence)
+                             min_confidence=default_min if verticals.min_confidence is None else verticals.min_confidence)
 
 
-def post_filter(filters: PostFilters, catalog: TaxonomyCatalog) -> SearchFilter:
+def post_filter(filters: PostFilters, catalog: TaxonomyCatalog, label_floor: float = 0.0) -> SearchFilter:
     after, before = epoch_ms(filters.published_after), epoch_ms(filters.published_before)
     if after is not None and before is not None and after >= before:
         raise invalid_field("body.filters.published_before", "must be later than published_after")
     return SearchFilter(
         platform=filters.platform, account_id=filters.account_id, published_after=after, published_before=before,
         min_views=filters.min_views, min_likes=filters.min_likes,
-        verticals=vertical_condition(filters.verticals, catalog, "body.filters.verticals") if filters.verticals else None,
+        verticals=(vertical_condition(filters.verticals, catalog, "body.filters.verticals", label_floor)
+                   if filters.verticals else None),
     )
 
 
-def to_hit(point: ScoredPoint, catalog: TaxonomyCatalog) -> PostHit | None:
-    """None for a point whose payload is not a post (logged): one odd point must not fail a search."""
+def to_hit(point: ScoredPoint, catalog: TaxonomyCatalog, label_floor: float = 0.0) -> PostHit | None:
+    """None for a point whose payload is not a post (logged): one odd point must not fail a search.
+    Labels of switched-off verticals and labels under ``label_floor`` confidence are not shown."""
     payload = dict(point.payload)
     payload["verticals"] = [v for v in payload.get("verticals") or []
-                            if isinstance(v, dict) and catalog.is_enabled(v.get("taxonomy", ""), v.get("vertical", ""))]
+                            if isinstance(v, dict) and catalog.is_enabled(v.get("taxonomy", ""), v.get("vertical", ""))
+                            and _confidence(v) >= label_floor]
     try:
         post = Post.model_validate(payload)
     except ValidationError as exc:
@@ -79,8 +87,13 @@ def to_hit(point: ScoredPoint, catalog: TaxonomyCatalog) -> PostHit | None:
     return PostHit(id=point.id, post_id=post.post_id, score=point.score, post=post)
 
 
-def to_hits(points: list[ScoredPoint], catalog: TaxonomyCatalog) -> list[PostHit]:
-    return [hit for hit in (to_hit(p, catalog) for p in points) if hit is not None]
+def _confidence(label: dict) -> float:
+    value = label.get("confidence")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def to_hits(points: list[ScoredPoint], catalog: TaxonomyCatalog, label_floor: float = 0.0) -> list[PostHit]:
+    return [hit for hit in (to_hit(p, catalog, label_floor) for p in points) if hit is not None]
 
 
 def rank(index: TenantIndex, mode: SearchMode, query: EncodedQuery, limit: int, flt: SearchFilter, offset: int,
@@ -93,15 +106,19 @@ def rank(index: TenantIndex, mode: SearchMode, query: EncodedQuery, limit: int, 
 
 
 class PostSearch:
-    def __init__(self, encoder: QueryEncoder, catalog: TaxonomyCatalog, max_results: int) -> None:
+    def __init__(self, encoder: QueryEncoder, catalog: TaxonomyCatalog, max_results: int,
+                 label_floor: float = DEFAULT_LABEL_FLOOR) -> None:
         self.encoder = encoder
         self.catalog = catalog
+        # Labels under this calibrated confidence are right less often than not: not shown, not
+        # counted, and the vertical filter's minimum when a request names none.
+        self.label_floor = label_floor
         # Paging depth: hybrid fuses this many candidates of each kind, the same for every page of a
         # query, so pages never overlap or skip; deeper pages are refused (refine the filters instead).
         self.max_results = max_results
 
     def search(self, body: PostSearchRequest, index: TenantIndex, clock: StageClock) -> PostSearchResponse:
-        flt = post_filter(body.filters, self.catalog)
+        flt = post_filter(body.filters, self.catalog, self.label_floor)
         query_id = fingerprint(normalise(body.query), body.mode, body.filters.model_dump(mode="json"),
                                body.index_version)
         offset = decode_cursor(body.cursor, query_id, self.max_results - 1) if body.cursor else 0
@@ -113,7 +130,7 @@ class PostSearch:
             # One more than the page: tells whether a next page exists without counting.
             points = rank(index, body.mode, encoded, page + 1, flt, offset, self.max_results)
         with clock.stage("fetch"):
-            hits = to_hits(points[:page], self.catalog)
+            hits = to_hits(points[:page], self.catalog, self.label_floor)
             facets = self.facets(index, flt, body.facets) if body.cursor is None and body.facets else None
         more = len(points) > page and offset + page < self.max_results
         return PostSearchResponse(mode=body.mode, results=hits, facets=facets, timings=clock.timings(),
@@ -126,16 +143,26 @@ class PostSearch:
             counts = index.facet("platform", flt.without("platform"), FACET_LIMIT)
             facets.platform = [PlatformCount(value=str(c.value), count=c.count) for c in counts]
         if "vertical" in wanted:
-            counts = index.facet("vertical_labels", flt.without("verticals"), FACET_LIMIT)
-            labels = [(split_label_key(str(c.value)), c.count) for c in counts]
-            facets.vertical = [VerticalCount(taxonomy=t, vertical=v, count=n) for (t, v), n in labels
-                               if self.catalog.is_enabled(t, v)]
+            facets.vertical = self.vertical_counts(index, flt.without("verticals"))
         return facets
+
+    def vertical_counts(self, index: TenantIndex, flt: SearchFilter) -> list[VerticalCount]:
+        """Posts per enabled label at or above the floor. The flat ``vertical_labels`` facet names the
+        candidates in one read; with a floor each candidate is counted again with the nested
+        confidence condition (the flat keys carry no confidence)."""
+        counts = index.facet("vertical_labels", flt, FACET_LIMIT)
+        labels = [(split_label_key(str(c.value)), c.count) for c in counts]
+        labels = [((t, v), n) for (t, v), n in labels if self.catalog.is_enabled(t, v)]
+        if self.label_floor > 0:
+            labels = [((t, v), index.count(flt.model_copy(update={"verticals": VerticalCondition(
+                taxonomy=t, verticals=[v], min_confidence=self.label_floor)}))) for (t, v), _ in labels]
+        return [VerticalCount(taxonomy=t, vertical=v, count=n) for (t, v), n in
+                sorted(labels, key=lambda item: -item[1]) if n > 0]
 
     def get(self, post_id: int, index: TenantIndex, clock: StageClock) -> PostHit:
         with clock.stage("fetch"):
             point = index.get("post", post_id)
-        hit = to_hit(point, self.catalog) if point else None
+        hit = to_hit(point, self.catalog, self.label_floor) if point else None
         if hit is None:
             raise not_found(f"post {post_id}")
         return hit
@@ -149,5 +176,5 @@ class PostSearch:
         with clock.stage("search"):
             points = index.semantic(vector, limit, SearchFilter(exclude_ids=[point.id]))
         with clock.stage("fetch"):
-            hits = to_hits(points, self.catalog)
+            hits = to_hits(points, self.catalog, self.label_floor)
         return SimilarPostsResponse(post_id=post_id, results=hits, timings=clock.timings())

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from services.query.posts import DEFAULT_LABEL_FLOOR
 from tests.api.corpus import labels_of
 
 # 120 posts, 3 per account: 9 to 18 posts per vertical used here. On so few posts a plain word
@@ -129,8 +130,29 @@ def test_facets_count_the_filtered_set_and_ignore_their_own_filter(client, inter
     assert {f["value"]: f["count"] for f in page["facets"]["platform"]} == Counter(p.platform for p in viewed)
     tiktok = [p for p in viewed if p.platform == "tiktok"]
     labels = Counter((lbl.taxonomy, lbl.vertical) for p in tiktok for lbl in labels_of(p)
-                     if (lbl.taxonomy, lbl.vertical) != ("brand_safety", "offensive"))
+                     if (lbl.taxonomy, lbl.vertical) != ("brand_safety", "offensive")
+                     and lbl.confidence >= DEFAULT_LABEL_FLOOR)
     assert {(f["taxonomy"], f["vertical"]): f["count"] for f in page["facets"]["vertical"]} == labels
+
+
+def test_labels_under_the_floor_are_neither_shown_nor_counted(client, internal, corpus):
+    """Every odd post carries a second label at 0.3 (comedy, or music on comedy posts): under the
+    0.5 floor it must not show on the post, in results, in the facet, nor pass a default filter."""
+    post = next(p for p in corpus.posts.values() if p.id % 2 and p.vertical == "food")
+    weak = next(lbl for lbl in labels_of(post) if lbl.confidence < DEFAULT_LABEL_FLOOR)
+    shown = client.get(f"/v1/posts/{post.id}", headers=internal).json()["post"]["verticals"]
+    assert (weak.taxonomy, weak.vertical) not in {(v["taxonomy"], v["vertical"]) for v in shown}
+    assert ("default", post.vertical) in {(v["taxonomy"], v["vertical"]) for v in shown}
+    page = search(client, internal, "vegan dinner recipes", limit=100)
+    assert len(page["results"]) == 100
+    for hit in page["results"]:
+        assert all(v["confidence"] >= DEFAULT_LABEL_FLOOR for v in hit["post"]["verticals"]), hit
+    facet = {(f["taxonomy"], f["vertical"]): f["count"] for f in page["facets"]["vertical"]}
+    comedy_posts = sum(p.vertical == "comedy" for p in corpus.posts.values())
+    assert facet[("default", "comedy")] == comedy_posts  # not the ~60 posts with comedy at 0.3
+    assert facet[("default", "food")] == sum(p.vertical == "food" for p in corpus.posts.values())
+    filtered = search(client, internal, "anything", limit=100, filters={"verticals": {"verticals": ["comedy"]}})
+    assert {h["post_id"] for h in filtered["results"]} == {p.id for p in corpus.posts.values() if p.vertical == "comedy"}
 
 
 def test_switched_off_verticals_are_never_shown(client, internal, corpus):

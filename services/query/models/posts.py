@@ -30,7 +30,10 @@ class VerticalFilter(BaseModel):
     taxonomy: Name = Field("default", description="Taxonomy the verticals belong to (GET /v1/taxonomies).")
     verticals: list[Name] = Field(min_length=1, max_length=50, description="Any of these verticals.",
                                   examples=[["food", "travel"]])
-    min_confidence: float = Field(0.0, ge=0.0, le=1.0, description="The label's confidence must be at least this.")
+    min_confidence: float | None = Field(
+        None, ge=0.0, le=1.0, description="The label's confidence must be at least this. Default: post search uses "
+        "the label floor (LABEL_CONFIDENCE_FLOOR, 0.5: labels under it are neither shown nor counted); account "
+        "search 0.")
 
 
 class PostFilters(BaseModel):

@@ -76,12 +76,15 @@ function checked(name) {
 function dateValue(id) { return $(id).value ? `${$(id).value}T00:00:00Z` : undefined; }
 function intValue(id) { return $(id).value === "" ? undefined : Number($(id).value); }
 
+// 0 = leave it to the server's label floor (labels under it are neither shown nor counted).
+function minConfidence() { const value = Number($("min-confidence").value); return value > 0 ? value : undefined; }
+
 function filters() {
   const chosen = { platform: checked("platform"), vertical: checked("vertical") };
   const result = {
     platform: chosen.platform.length ? chosen.platform : undefined,
     verticals: chosen.vertical.length ? {
-      taxonomy: $("taxonomy").value, verticals: chosen.vertical, min_confidence: Number($("min-confidence").value),
+      taxonomy: $("taxonomy").value, verticals: chosen.vertical, min_confidence: minConfidence(),
     } : undefined,
     published_after: dateValue("published-after"),
     published_before: dateValue("published-before"),
@@ -93,11 +96,11 @@ function filters() {
 
 $("filters").addEventListener("change", (event) => {
   if (event.target.id === "taxonomy") renderVerticalOptions();
-  $("min-confidence-value").textContent = `${Math.round(Number($("min-confidence").value) * 100)}%`;
+  $("min-confidence-value").textContent = minConfidence() ? `${Math.round(minConfidence() * 100)}%` : "floor";
   if ($("q").value.trim()) search();
 });
 $("filters").addEventListener("reset", () => setTimeout(() => {
-  $("min-confidence-value").textContent = "0%";
+  $("min-confidence-value").textContent = "floor";
   renderVerticalOptions();
   if ($("q").value.trim()) search();
 }));
