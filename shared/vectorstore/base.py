@@ -106,7 +106,7 @@ class WeightedQuery(BaseModel):
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
-    using: str = Field(min_length=1)
+    using: str = Field(description='Name of the vector; "" is the unnamed dense one.')
     weight: float
     dense: list[float] | None = None
     sparse: SparseVector | None = None

@@ -352,7 +352,7 @@ def _part_query(part: WeightedQuery) -> qe.Query:
     if part.sparse is not None:
         return qe.Query.Nearest(qe.SparseVector(part.sparse.indices, part.sparse.values), using=part.using)
     dense = query_vector(part.dense)
-    return qe.Query.Nearest([dense] if part.multi else dense, using=part.using)
+    return qe.Query.Nearest([dense] if part.multi else dense, using=part.using or None)
 
 
 def _weighted_sum(parts: Sequence[WeightedQuery]) -> qe.Formula:

@@ -82,7 +82,7 @@ class ServerVectorStore:
         depth: int = 100,
     ) -> list[ScoredPoint]:
         qdrant_filter = to_qdrant_filter(flt)
-        prefetch = [models.Prefetch(query=_part_query(p), using=p.using, limit=depth, filter=qdrant_filter)
+        prefetch = [models.Prefetch(query=_part_query(p), using=p.using or None, limit=depth, filter=qdrant_filter)
                     for p in parts]
         with _unavailable_on_connection_errors():
             response = self._client.query_points(name, prefetch=prefetch, query=_weighted_sum(parts), limit=limit,
