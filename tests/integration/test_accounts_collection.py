@@ -2,10 +2,11 @@
 adapters: the edge store (Qdrant Edge in-process) and the server adapter (qdrant-client's local mode).
 
 The summarizer's own refresher writes the points from indexed posts embedded by the real model; the
-store's fused ranking must be the weighted sum shared.account_vectors defines. Upstream facts relied on:
-Qdrant's multivector MaxSim scores a query against the best of a point's vectors, a formula's
-``$score[i]`` is prefetch i's score and ``defaults`` stands in where a prefetch did not return the point
-(Qdrant docs, "Hybrid and Multi-Stage Queries" / "Score boosting"; qdrant-client 1.20 FormulaQuery).
+store's fused ranking must be the weighted sum shared.account_vectors defines. Upstream facts relied on
+(Qdrant documentation, for the server the manifests pin, qdrant/qdrant v1.20.0): a multivector with the
+max_sim comparator scores a query by the best of a point's vectors ("Multivectors", as of v1.10); the
+Query API's formula ("Search Relevance: Score Boosting", as of v1.14) rescores prefetch candidates, with
+``$score[i]`` the score of prefetch i and ``defaults`` the value of a variable a point lacks.
 """
 
 from __future__ import annotations
