@@ -8,6 +8,8 @@ model_id (str), verticals (list of {taxonomy, vertical, confidence}) and vertica
 Collection layout: an unnamed dense vector (cosine) and a sparse vector named SPARSE_VECTOR_NAME
 whose IDF is applied by the engine at query time (modifier IDF), so documents carry term
 frequencies only and a new document never forces the others to be re-encoded.
+A collection may hold more named vectors (a VectorLayout: dense, MaxSim multivectors, sparse with
+IDF), searched together by weighted_search; the accounts collection does (shared.account_vectors).
 """
 
 from __future__ import annotations
