@@ -14,6 +14,7 @@ help:
 	@echo "make seed SCALE=small|medium|large   reload demo data into the running stack's MariaDB"
 	@echo "make replay ARGS='--stage embed --model int8'   reprocess into a new index version (ARGS=--help)"
 	@echo "make eval TAXONOMY=default DATA=eval/data/creator_posts.jsonl   tier-1 classification quality (ARGS=--help)"
+	@echo "make eval-accounts   account search quality: MRR@10, hit@1, recall@10 per method (eval/README.md)"
 	@echo "make schemas    regenerate schemas/*.json from shared/events.py"
 	@echo "make up / down  the production-like stack in Docker (Kafka, Debezium, Qdrant server)"
 	@echo "make llm-local  serve SmolLM2-135M on a private port (OpenAI-compatible; ARGS=--smoke); plumbing check only"
@@ -54,6 +55,15 @@ eval: setup
 .PHONY: gate
 gate: setup
 	$(PY) -m ops.gate $(ARGS)
+
+# Account search quality (MRR@10, hit@1, recall@10 of summary, post_hits, mean-of-posts and fused
+# account search, one run, real model and Qdrant Edge) on the WordNet account set (eval/README.md);
+# the set is rebuilt from the Debian package wordnet-base when missing. Report in eval/results/.
+ACCOUNTS_DATA ?= eval/data/wordnet_accounts.jsonl
+.PHONY: eval-accounts
+eval-accounts: setup
+	@if [ ! -f "$(ACCOUNTS_DATA)" ]; then $(PY) -m ops.account_data --out $(ACCOUNTS_DATA); fi
+	$(PY) -m ops.eval_accounts --data $(ACCOUNTS_DATA) $(ARGS)
 
 schemas: setup
 	$(PY) -m shared.schemas --write

@@ -70,7 +70,8 @@ def measure(store: EdgeVectorStore, repeats: int) -> dict:
     embedder = load_text_embedder(model.model_cache_dir, intra_op_threads=model.embedding_threads)
     refresher = AccountRefresher(store, "posts", "accounts", embedder, settings)
     refresher.background()  # drawn once an hour in the service, not per summary
-    stages: dict[str, list[float]] = {k: [] for k in ("scroll", "vectors", "summarize", "embed_and_write", "total")}
+    stages: dict[str, list[float]] = {k: [] for k in ("scroll", "vectors", "summarize", "account_vectors",
+                                                      "embed_and_write", "total")}
     for _ in range(repeats):
         started = time.perf_counter()
         points = store.scroll_points("posts", SearchFilter(account_id=[ACCOUNT_ID]), limit=settings.summarizer_max_posts,
@@ -78,15 +79,18 @@ def measure(store: EdgeVectorStore, repeats: int) -> dict:
         scrolled = time.perf_counter()
         vectors = store.dense_vectors("posts", [p.id for p in points])
         fetched = time.perf_counter()
-        summary = summarize(AccountProfile.from_payload(points[0].payload), [PostView.from_payload(p.payload) for p in points],
-                            [vectors[p.id] for p in points], now_ms=int(time.time() * 1000),
-                            background=refresher.background(), options=refresher.options)
+        views = [PostView.from_payload(p.payload) for p in points]
+        matrix = np.asarray([vectors[p.id] for p in points], dtype=np.float32)
+        summary = summarize(AccountProfile.from_payload(points[0].payload), views, matrix,
+                            now_ms=int(time.time() * 1000), background=refresher.background(), options=refresher.options)
         summarized = time.perf_counter()
-        refresher.write(ComputedSummary(summary), len(points))
+        account_vectors = refresher.vectors(views, matrix)  # centroid, themes, term shares
+        described = time.perf_counter()
+        refresher.write(ComputedSummary(summary, vectors=account_vectors), len(points))
         done = time.perf_counter()
         for name, seconds in (("scroll", scrolled - started), ("vectors", fetched - scrolled),
-                              ("summarize", summarized - fetched), ("embed_and_write", done - summarized),
-                              ("total", done - started)):
+                              ("summarize", summarized - fetched), ("account_vectors", described - summarized),
+                              ("embed_and_write", done - described), ("total", done - started)):
             stages[name].append(seconds)
     return {"posts_summarized": summary.posts, "repeats": repeats,
             "median_seconds": {k: round(statistics.median(v), 3) for k, v in stages.items()},

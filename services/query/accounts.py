@@ -1,9 +1,11 @@
 """Accounts: search by topic and one account's profile.
 
-Account summaries come from a later service (the summarizer) into an ``accounts`` collection
-(one point per account: dense vector of the summary, payload account_id, platform, handle,
-display_name, followers, summary, verticals). Until it exists, account search is honest about
-what it does instead: it ranks accounts by their best matching posts (source "post_hits").
+Account summaries come from the summarizer into an ``accounts`` collection (one point per account:
+the summary's vectors, the account's centroid, theme and term vectors of shared.account_vectors,
+payload account_id, platform, handle, display_name, followers, summary, verticals). Accounts are
+ranked by the weighted sum of the centroid, best-theme and term scores (docs/account-search.md has
+the measurements). Until summaries exist, account search is honest about what it does instead: it
+ranks accounts by their best matching posts (source "post_hits").
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ from services.query.models.accounts import (
 from services.query.models.posts import PostHit
 from services.query.posts import FACET_LIMIT, to_hits, vertical_condition
 from services.query.timing import StageClock
+from shared.account_vectors import fused_queries
 from shared.taxonomy import TaxonomyCatalog, split_label_key
 from shared.vectorstore import ScoredPoint, SearchFilter
 
+# Candidates of each of the account views (centroid, themes, terms) before their scores are added up:
+# an account outside one view's top ACCOUNT_DEPTH counts 0 there.
+ACCOUNT_DEPTH = 200
 POSTS_PER_ACCOUNT = 3  # best posts shown per account, and the posts an account's score adds up
 TOP_POSTS = 5  # most viewed posts on an account's page
 
@@ -79,7 +85,8 @@ class AccountSearch:
         clock.embedding_cached = query.embedding_cached
         if accounts is not None:
             with clock.stage("search"):
-                points = accounts.hybrid(query.dense, query.sparse, body.limit, flt, 0, max(body.limit, 50))
+                points = accounts.weighted(fused_queries(query.dense, query.sparse), body.limit, flt,
+                                           max(body.limit, ACCOUNT_DEPTH))
             hits = [self._summary_hit(p) for p in points]
             return AccountSearchResponse(source="accounts_collection", results=[h for h in hits if h],
                                          timings=clock.timings())

@@ -16,7 +16,9 @@ from shared.auth import ApiKeyStore, DataScope, RateLimiter
 from shared.index_registry import accounts_collection_for
 from shared.labelling import Tier1Labeller
 from shared.taxonomy import TaxonomyCatalog
+from shared.account_vectors import ACCOUNTS_LAYOUT
 from shared.vectorstore import VectorStore
+from shared.vectorstore.base import LayoutMismatch
 
 
 @dataclass
@@ -53,7 +55,10 @@ class QueryContext:
             if name not in self._accounts_opened:
                 if not self.store.collection_exists(name):
                     return None
-                self.store.ensure_collection(name, EMBEDDING_DIM)  # opens an edge shard
+                try:  # opens an edge shard
+                    self.store.ensure_collection(name, EMBEDDING_DIM, ACCOUNTS_LAYOUT)
+                except LayoutMismatch:
+                    return None  # written before the account vectors: the summarizer recreates it
                 if self.store.count(name) == 0:
                     return None
                 self._accounts_opened.add(name)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from shared.auth import DataScope
 from shared.vectorstore import FacetCount, ScoredPoint, SearchFilter, SparseVector, VectorStore, point_id
+from shared.vectorstore.base import WeightedQuery
 
 
 class TenantIndex:
@@ -28,6 +29,9 @@ class TenantIndex:
     def hybrid(self, vector: Sequence[float], sparse: SparseVector, limit: int, flt: SearchFilter,
                offset: int, depth: int) -> list[ScoredPoint]:
         return self.store.hybrid_search(self.collection, vector, sparse, limit, self.scoped(flt), offset, depth)
+
+    def weighted(self, parts: Sequence[WeightedQuery], limit: int, flt: SearchFilter, depth: int) -> list[ScoredPoint]:
+        return self.store.weighted_search(self.collection, parts, limit, self.scoped(flt), depth)
 
     def facet(self, key: str, flt: SearchFilter, limit: int = 50) -> list[FacetCount]:
         return self.store.facet(self.collection, key, self.scoped(flt), limit)

@@ -16,6 +16,7 @@ services.summarizer.main`` against the Qdrant server.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,6 +50,7 @@ from shared.version_loops import VersionLoops
 from shared.vectorstore import VectorStore
 
 log = get_logger("summarizer")
+MAX_ACCOUNTS = 1_000_000  # facet limit when every account is marked due (the large demo has ~17,000)
 LabelFilter = Callable[[str, str], bool]
 
 
@@ -112,11 +114,20 @@ class SummarizerParts:
         dirty = DirtyAccounts(self.redis, self.kafka.topic_prefix, accounts)
         refresher = AccountRefresher(self.store, version.collection, accounts, self.embedder, self.settings,
                                      self.label_enabled, self.llm)
+        if refresher.recreated:
+            mark_all_accounts(self.store, version.collection, dirty)
         worker = SummaryWorker(dirty, refresher, self.settings, stop)
         threading.Thread(target=worker.run, name=f"summarizer-worker-{accounts}", daemon=True).start()
         touched = TouchedAccounts(self.store, accounts, dirty, int(self.settings.summarizer_debounce_s * 1000))
         return summarizer_loop(self.kafka, touched, stop, self.heartbeat,
                                group=summarizer_group(self.kafka, self.registry, version), topic=version.source_topic)
+
+
+def mark_all_accounts(store: VectorStore, posts_collection: str, dirty: DirtyAccounts) -> None:
+    """Every account with indexed posts is due now: their summaries are rebuilt into a new collection."""
+    accounts = store.facet(posts_collection, "account_id", None, limit=MAX_ACCOUNTS)
+    dirty.mark({int(a.value): None for a in accounts}, int(time.time() * 1000))
+    log.warning("every account marked for a new summary", accounts=len(accounts), collection=posts_collection)
 
 
 def summarizer_versions(parts: SummarizerParts, stop: threading.Event) -> VersionLoops:

@@ -32,10 +32,12 @@ from services.summarizer.core import (
     index_reflects,
     needs_refresh,
     summarize,
+    theme_medoids,
     theme_samples,
 )
 from services.summarizer.dirty import ClaimedAccount, DirtyAccounts
 from services.summarizer.llm_tier import LlmSummary, LlmSummaryWriter
+from shared.account_vectors import ACCOUNTS_LAYOUT, THEMES, AccountVectors, account_vectors
 from shared.config import SummarizerSettings
 from shared.embedding import TextEmbedder
 from shared.events import EMBEDDING_DIM, AccountPurge, EmbeddedPostUpsert, PostDelete
@@ -44,6 +46,7 @@ from shared.metrics import SUMMARY_BACKLOG, SUMMARY_REFRESHES, SUMMARY_SECONDS
 from shared.sparse import SparseEncoder
 from shared.taxonomy import label_key
 from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
+from shared.vectorstore.base import LayoutMismatch
 
 log = get_logger("summarizer")
 RECHECK_MS = 1_000  # how soon an account whose posts the indexer has not written yet is looked at again
@@ -63,6 +66,21 @@ class Refreshed:
 class ComputedSummary:
     summary: AccountSummary
     llm: LlmSummary | None = None
+    vectors: AccountVectors | None = None  # centroid, theme and term vectors (shared.account_vectors)
+
+
+def open_accounts_collection(store: VectorStore, name: str) -> bool:
+    """Open (or create) an accounts collection with its named vectors; True when an older one without
+    them was dropped and created anew (its summaries are derived data: the caller marks them due)."""
+    try:
+        store.ensure_collection(name, EMBEDDING_DIM, ACCOUNTS_LAYOUT)
+        return False
+    except LayoutMismatch as exc:
+        log.warning("accounts collection predates the account vectors: recreating it", collection=name,
+                    reason=str(exc)[:300])
+    store.drop_collection(name)
+    store.ensure_collection(name, EMBEDDING_DIM, ACCOUNTS_LAYOUT)
+    return True
 
 
 def account_point_id(account_id: int) -> str:
@@ -122,7 +140,7 @@ class AccountRefresher:
     _background_at: float = 0.0
 
     def __post_init__(self) -> None:
-        self.store.ensure_collection(self.accounts_collection, EMBEDDING_DIM)
+        self.recreated = open_accounts_collection(self.store, self.accounts_collection)
         self.rule = ChangeRule(min_new_posts=self.settings.summarizer_min_new_posts,
                                min_change_ratio=self.settings.summarizer_min_change_ratio,
                                min_interval_ms=int(self.settings.summarizer_min_interval_s * 1000))
@@ -170,10 +188,17 @@ class AccountRefresher:
         matrix = np.asarray([vectors[p.id] for p in with_vectors], dtype=np.float32)
         summary = summarize(AccountProfile.from_payload(newest.payload), posts, matrix, now_ms=now_ms,
                             background=self.background(), options=self.options, label_enabled=self.label_enabled)
+        vectors = self.vectors(posts, matrix)
         if self.llm is None:
-            return ComputedSummary(summary)
+            return ComputedSummary(summary, vectors=vectors)
         samples = theme_samples(posts, matrix, summary, self.settings.summarizer_llm_posts_per_theme)
-        return ComputedSummary(summary, self.llm.write(summary, samples))
+        return ComputedSummary(summary, self.llm.write(summary, samples), vectors)
+
+    def vectors(self, posts: Sequence[PostView], matrix: np.ndarray) -> AccountVectors:
+        """The account's centroid, one vector per theme and its term shares (shared.account_vectors)."""
+        medoids = [row for row, _ in theme_medoids(matrix, THEMES)]
+        terms = [self.sparse.query(post.text).indices for post in posts]
+        return account_vectors(matrix, medoids, terms)
 
     def write(self, computed: ComputedSummary, post_count: int) -> None:
         summary, llm = computed.summary, computed.llm
@@ -197,7 +222,8 @@ class AccountRefresher:
         }
         self.store.upsert(self.accounts_collection, [PointRecord(
             id=account_point_id(summary.account.account_id), vector=vector,
-            sparse=self.sparse.document(summary.embedding_text), payload=payload)])
+            sparse=self.sparse.document(summary.embedding_text), payload=payload,
+            named=computed.vectors.named() if computed.vectors else {})])
 
     def background(self) -> TermBackground:
         """A sample of every indexed post, redrawn now and then: the keywords' idea of ordinary."""

@@ -8,6 +8,8 @@ model_id (str), verticals (list of {taxonomy, vertical, confidence}) and vertica
 Collection layout: an unnamed dense vector (cosine) and a sparse vector named SPARSE_VECTOR_NAME
 whose IDF is applied by the engine at query time (modifier IDF), so documents carry term
 frequencies only and a new document never forces the others to be re-encoded.
+A collection may hold more named vectors (a VectorLayout: dense, MaxSim multivectors, sparse with
+IDF), searched together by weighted_search; the accounts collection does (shared.account_vectors).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ INDEXED_FIELDS: dict[str, str] = {
 SPARSE_VECTOR_NAME = "text"
 # Reciprocal rank fusion constant: 60 is the value of the original paper and Qdrant's default.
 RRF_K = 60
+
+
+class LayoutMismatch(ValueError):
+    """An existing collection lacks vectors the caller's layout needs (e.g. created by an older version)."""
 
 
 class StoreUnavailable(Exception):
@@ -79,6 +85,43 @@ class SparseVector(BaseModel):
         return not self.indices
 
 
+class VectorLayout(BaseModel):
+    """Named vectors a collection holds beside the unnamed dense one and the ``text`` sparse one.
+
+    All dense ones have the collection's dimension and cosine distance; ``multi`` ones hold several
+    vectors per point, compared with a query by MaxSim (the best-matching one); ``sparse`` ones get
+    the engine's IDF modifier like ``text``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    dense: tuple[str, ...] = ()
+    multi: tuple[str, ...] = ()
+    sparse: tuple[str, ...] = ()
+
+    def names(self) -> tuple[str, ...]:
+        return self.dense + self.multi + self.sparse
+
+
+class WeightedQuery(BaseModel):
+    """One part of a weighted_search: a query against one named vector and the weight of its score."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    using: str = Field(description='Name of the vector; "" is the unnamed dense one.')
+    weight: float
+    dense: list[float] | None = None
+    sparse: SparseVector | None = None
+    multi: bool = Field(False, description="The named vector is a multivector: the dense query is "
+                                           "compared with each of its vectors, the best counts.")
+
+    @model_validator(mode="after")
+    def _one_query(self) -> WeightedQuery:
+        if (self.dense is None) == (self.sparse is None):
+            raise ValueError("a weighted query has either a dense or a sparse vector")
+        return self
+
+
 class PointRecord(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -88,6 +131,9 @@ class PointRecord(BaseModel):
     vector: np.ndarray | list[float] = Field(union_mode="left_to_right")
     # Keyword vector; None leaves the point out of keyword search (it still ranks semantically).
     sparse: SparseVector | None = None
+    # Vectors of the collection's VectorLayout by name: a list (dense), a list of lists (multi) or a
+    # SparseVector. A name left out leaves the point out of searches on that vector.
+    named: dict[str, Any] = Field(default_factory=dict)
     payload: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("id")
@@ -188,11 +234,22 @@ class ScoredPoint(BaseModel):
 
 @runtime_checkable
 class VectorStore(Protocol):
-    def ensure_collection(self, name: str, dim: int) -> None:
+    def ensure_collection(self, name: str, dim: int, layout: VectorLayout | None = None) -> None:
         """Create the collection (cosine distance) and its payload indexes if missing. Idempotent.
 
-        Raises ValueError if it exists with another dimension.
+        Raises ValueError if it exists with another dimension, LayoutMismatch if it lacks a vector
+        of ``layout`` (a collection is opened with the layout it was created with).
         """
+
+    def drop_collection(self, name: str) -> None:
+        """Delete the collection and every point in it (no-op if missing)."""
+
+    def weighted_search(
+        self, name: str, parts: Sequence[WeightedQuery], limit: int, flt: SearchFilter | None = None,
+        depth: int = 100,
+    ) -> list[ScoredPoint]:
+        """Candidates of every part (``depth`` each, filtered), ranked by the weighted sum of their
+        part scores; a candidate another part did not return adds 0 for that part. Scores are the sums."""
 
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
         """Insert or replace points (the whole payload is replaced). Durable when it returns."""

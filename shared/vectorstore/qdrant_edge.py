@@ -22,6 +22,7 @@ Behaviour of qdrant_edge 0.9 this adapter is built around (checked by experiment
 from __future__ import annotations
 
 import re
+import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -36,6 +37,9 @@ from shared.logging import get_logger
 from shared.vectorstore.base import (
     INDEXED_FIELDS,
     RRF_K,
+    LayoutMismatch,
+    VectorLayout,
+    WeightedQuery,
     SPARSE_VECTOR_NAME,
     FacetCount,
     PointRecord,
@@ -63,6 +67,7 @@ _SCHEMA_TYPES = {"integer": qe.PayloadSchemaType.Integer, "keyword": qe.PayloadS
 class _Collection:
     shard: qe.EdgeShard
     dim: int
+    layout: VectorLayout | None = None
 
 
 class EdgeVectorStore:
@@ -75,24 +80,45 @@ class EdgeVectorStore:
         # Serialises writes, optimize, open and close. Reads take no lock (see module docstring).
         self._write_lock = threading.Lock()
 
-    def ensure_collection(self, name: str, dim: int) -> None:
+    def ensure_collection(self, name: str, dim: int, layout: VectorLayout | None = None) -> None:
         with self._write_lock:
             self._check_open()
             existing = self._collections.get(name)
             if existing is not None:
                 if existing.dim != dim:
                     raise ValueError(f"collection {name!r} has dimension {existing.dim}, not {dim}")
+                if layout is not None and existing.layout != layout:
+                    raise LayoutMismatch(f"collection {name!r} is open with vectors {existing.layout}, not {layout}")
                 return
-            shard = _open_shard(self._shard_dir(name), dim)
+            shard = _open_shard(self._shard_dir(name), dim, layout)
             _ensure_indexes(shard)
-            self._collections[name] = _Collection(shard, dim)
+            self._collections[name] = _Collection(shard, dim, layout)
+
+    def drop_collection(self, name: str) -> None:
+        with self._write_lock:
+            self._check_open()
+            collection = self._collections.pop(name, None)
+            if collection is not None:
+                collection.shard.close()
+            shutil.rmtree(self._shard_dir(name), ignore_errors=True)
+
+    def weighted_search(
+        self, name: str, parts: Sequence[WeightedQuery], limit: int, flt: SearchFilter | None = None,
+        depth: int = 100,
+    ) -> list[ScoredPoint]:
+        edge_filter = _edge_filter(flt)
+        prefetches = [qe.Prefetch(limit=depth, query=_part_query(part), filter=edge_filter) for part in parts]
+        request = qe.QueryRequest(limit=limit, prefetches=prefetches, query=_weighted_sum(parts),
+                                  filter=edge_filter, with_payload=True)
+        return self._query(name, request)
 
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
         if not points:
             return
         collection = self._collection(name)
         rows = vector_rows(points, collection.dim)
-        batch = [qe.Point(p.id, _point_vectors(row, p.sparse), p.payload) for p, row in zip(points, rows, strict=True)]
+        batch = [qe.Point(p.id, _point_vectors(row, p.sparse, p.named), p.payload)
+                 for p, row in zip(points, rows, strict=True)]
         self._write(collection.shard, qe.UpdateOperation.upsert_points(batch))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
@@ -253,23 +279,36 @@ class EdgeVectorStore:
         return self._root / name
 
 
-def _dense_config(dim: int) -> qe.EdgeConfig:
-    return qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
-
-
 def _sparse_params() -> qe.EdgeSparseVectorParams:
     return qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)
 
 
-def _open_shard(path: Path, dim: int) -> qe.EdgeShard:
+def _layout_config(dim: int, layout: VectorLayout | None, *, with_sparse: bool) -> qe.EdgeConfig:
+    """The dense vectors (and, for a new shard, the sparse ones) of a collection with ``layout``."""
+    if layout is None:
+        vectors: qe.EdgeVectorParams | dict = qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)
+    else:
+        maxsim = qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim)
+        vectors = {"": qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+        vectors |= {n: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine) for n in layout.dense}
+        vectors |= {n: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, multivector_config=maxsim)
+                    for n in layout.multi}
+    if not with_sparse:
+        return qe.EdgeConfig(vectors=vectors)
+    sparse = {name: _sparse_params() for name in (SPARSE_VECTOR_NAME, *(layout.sparse if layout else ()))}
+    return qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse)
+
+
+def _open_shard(path: Path, dim: int, layout: VectorLayout | None = None) -> qe.EdgeShard:
     if not (path.is_dir() and any(path.iterdir())):
-        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
-                               sparse_vectors={SPARSE_VECTOR_NAME: _sparse_params()})
-        return qe.EdgeShard.create(str(path), config)
+        return qe.EdgeShard.create(str(path), _layout_config(dim, layout, with_sparse=True))
     try:
-        # Only the dense vector is named: load() checks it and inherits whatever sparse vectors exist.
-        shard = qe.EdgeShard.load(str(path), _dense_config(dim))
+        # Only the dense vectors are named: load() checks them (all of them: a shard with other dense
+        # vectors than asked is refused) and inherits whatever sparse vectors exist.
+        shard = qe.EdgeShard.load(str(path), _layout_config(dim, layout, with_sparse=False))
     except Exception as exc:
+        if "expected vector storages" in str(exc):
+            raise LayoutMismatch(f"{path} holds other vectors than {layout}: {exc}") from exc
         if "incompatible" in str(exc).lower():
             raise ValueError(f"{path}: {exc}") from exc
         if "WouldBlock" in str(exc):  # WAL lock: e.g. the previous pod of a rolling restart still runs
@@ -294,10 +333,33 @@ def _add_sparse_vector_if_missing(shard: qe.EdgeShard, path: Path) -> None:
                 "they are indexed again (replay the embedded-posts topic)", vector=SPARSE_VECTOR_NAME, path=str(path))
 
 
-def _point_vectors(dense: list[float], sparse: SparseVector | None) -> list[float] | dict:
-    if sparse is None or sparse.is_empty():
+def _point_vectors(dense: list[float], sparse: SparseVector | None, named: dict | None = None) -> list[float] | dict:
+    if (sparse is None or sparse.is_empty()) and not named:
         return dense  # the unnamed dense vector only: the point just never matches keywords
-    return {"": dense, SPARSE_VECTOR_NAME: qe.SparseVector(sparse.indices, sparse.values)}
+    vectors: dict = {"": dense}
+    if sparse is not None and not sparse.is_empty():
+        vectors[SPARSE_VECTOR_NAME] = qe.SparseVector(sparse.indices, sparse.values)
+    for name, vector in (named or {}).items():
+        if isinstance(vector, SparseVector):
+            if not vector.is_empty():
+                vectors[name] = qe.SparseVector(vector.indices, vector.values)
+        else:
+            vectors[name] = vector
+    return vectors
+
+
+def _part_query(part: WeightedQuery) -> qe.Query:
+    if part.sparse is not None:
+        return qe.Query.Nearest(qe.SparseVector(part.sparse.indices, part.sparse.values), using=part.using)
+    dense = query_vector(part.dense)
+    return qe.Query.Nearest([dense] if part.multi else dense, using=part.using or None)
+
+
+def _weighted_sum(parts: Sequence[WeightedQuery]) -> qe.Formula:
+    """sum of weight_i * $score[i]; a candidate prefetch i did not return scores 0 there."""
+    terms = [qe.Expression.Mult([qe.Expression.Constant(p.weight), qe.Expression.Variable(f"$score[{i}]")])
+             for i, p in enumerate(parts)]
+    return qe.Formula(qe.Expression.Sum(terms), defaults={f"$score[{i}]": 0.0 for i in range(len(parts))})
 
 
 def _sparse_query(sparse: SparseVector) -> qe.Query:

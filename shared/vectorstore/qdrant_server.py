@@ -19,6 +19,9 @@ from shared.logging import get_logger
 from shared.vectorstore.base import (
     INDEXED_FIELDS,
     RRF_K,
+    LayoutMismatch,
+    VectorLayout,
+    WeightedQuery,
     SPARSE_VECTOR_NAME,
     FacetCount,
     PointRecord,
@@ -57,23 +60,40 @@ class ServerVectorStore:
         # start while Qdrant is still down (calls then raise StoreUnavailable).
         self._client = client or QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
 
-    def ensure_collection(self, name: str, dim: int) -> None:
+    def ensure_collection(self, name: str, dim: int, layout: VectorLayout | None = None) -> None:
         with _unavailable_on_connection_errors():
             if not self._client.collection_exists(name):
-                self._create_collection(name, dim)
+                self._create_collection(name, dim, layout)
             info = self._client.get_collection(name)
             _check_vectors(name, info, dim)
+            _check_layout(name, info, layout)
             if SPARSE_VECTOR_NAME not in (info.config.params.sparse_vectors or {}):
                 self._add_sparse_vector(name)
             for field, schema in INDEXED_FIELDS.items():
                 if field not in info.payload_schema:
                     self._client.create_payload_index(name, field, models.PayloadSchemaType(schema), wait=True)
 
+    def drop_collection(self, name: str) -> None:
+        with _unavailable_on_connection_errors():
+            self._client.delete_collection(name)
+
+    def weighted_search(
+        self, name: str, parts: Sequence[WeightedQuery], limit: int, flt: SearchFilter | None = None,
+        depth: int = 100,
+    ) -> list[ScoredPoint]:
+        qdrant_filter = to_qdrant_filter(flt)
+        prefetch = [models.Prefetch(query=_part_query(p), using=p.using or None, limit=depth, filter=qdrant_filter)
+                    for p in parts]
+        with _unavailable_on_connection_errors():
+            response = self._client.query_points(name, prefetch=prefetch, query=_weighted_sum(parts), limit=limit,
+                                                 query_filter=qdrant_filter, with_payload=True)
+        return _scored(response.points)
+
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
         if not points:
             return
         rows = vector_rows(points)
-        batch = [models.PointStruct(id=p.id, vector=_point_vectors(row, p.sparse), payload=p.payload)
+        batch = [models.PointStruct(id=p.id, vector=_point_vectors(row, p.sparse, p.named), payload=p.payload)
                  for p, row in zip(points, rows, strict=True)]
         with _unavailable_on_connection_errors():
             self._client.upsert(name, points=batch, wait=True)
@@ -202,12 +222,18 @@ class ServerVectorStore:
         if self._owns_client:
             self._client.close()
 
-    def _create_collection(self, name: str, dim: int) -> None:
+    def _create_collection(self, name: str, dim: int, layout: VectorLayout | None = None) -> None:
+        dense = models.VectorParams(size=dim, distance=models.Distance.COSINE)
+        vectors: models.VectorParams | dict = dense
+        sparse = {SPARSE_VECTOR_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)}
+        if layout is not None:
+            maxsim = models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)
+            vectors = {"": dense} | {n: dense for n in layout.dense}
+            vectors |= {n: models.VectorParams(size=dim, distance=models.Distance.COSINE, multivector_config=maxsim)
+                        for n in layout.multi}
+            sparse |= {n: models.SparseVectorParams(modifier=models.Modifier.IDF) for n in layout.sparse}
         try:
-            self._client.create_collection(
-                name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
-                sparse_vectors_config={SPARSE_VECTOR_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            )
+            self._client.create_collection(name, vectors_config=vectors, sparse_vectors_config=sparse)
         except UnexpectedResponse as exc:
             # Another replica created it between our check and our call: that is the state we wanted.
             if exc.status_code != _CONFLICT:
@@ -228,10 +254,33 @@ class ServerVectorStore:
                     "they are indexed again (replay the embedded-posts topic)", collection=name)
 
 
-def _point_vectors(dense: list[float], sparse: SparseVector | None) -> list[float] | dict:
-    if sparse is None or sparse.is_empty():
+def _point_vectors(dense: list[float], sparse: SparseVector | None, named: dict | None = None) -> list[float] | dict:
+    if (sparse is None or sparse.is_empty()) and not named:
         return dense
-    return {"": dense, SPARSE_VECTOR_NAME: _sparse(sparse)}
+    vectors: dict = {"": dense}
+    if sparse is not None and not sparse.is_empty():
+        vectors[SPARSE_VECTOR_NAME] = _sparse(sparse)
+    for name, vector in (named or {}).items():
+        if isinstance(vector, SparseVector):
+            if not vector.is_empty():
+                vectors[name] = _sparse(vector)
+        else:
+            vectors[name] = vector
+    return vectors
+
+
+def _part_query(part: WeightedQuery) -> models.SparseVector | list:
+    if part.sparse is not None:
+        return _sparse(part.sparse)
+    dense = query_vector(part.dense)
+    return [dense] if part.multi else dense
+
+
+def _weighted_sum(parts: Sequence[WeightedQuery]) -> models.FormulaQuery:
+    """sum of weight_i * $score[i]; a candidate prefetch i did not return scores 0 there."""
+    terms = [models.MultExpression(mult=[p.weight, f"$score[{i}]"]) for i, p in enumerate(parts)]
+    return models.FormulaQuery(formula=models.SumExpression(sum=terms),
+                               defaults={f"$score[{i}]": 0.0 for i in range(len(parts))})
 
 
 def _sparse(sparse: SparseVector) -> models.SparseVector:
@@ -283,8 +332,20 @@ def _vertical_condition(condition: VerticalCondition) -> models.NestedCondition:
 
 def _check_vectors(name: str, info: models.CollectionInfo, dim: int) -> None:
     params = info.config.params.vectors
+    if isinstance(params, dict):
+        params = params.get("")
     if not isinstance(params, models.VectorParams) or params.size != dim or params.distance != models.Distance.COSINE:
         raise ValueError(f"collection {name!r} exists with vectors {params!r}, expected {dim}-d cosine")
+
+
+def _check_layout(name: str, info: models.CollectionInfo, layout: VectorLayout | None) -> None:
+    if layout is None:
+        return
+    dense = info.config.params.vectors if isinstance(info.config.params.vectors, dict) else {}
+    present = set(dense) | set(info.config.params.sparse_vectors or {})
+    missing = [n for n in layout.names() if n not in present]
+    if missing:
+        raise LayoutMismatch(f"collection {name!r} lacks the vectors {missing} of its layout")
 
 
 @contextmanager

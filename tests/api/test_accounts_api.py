@@ -3,6 +3,7 @@ accounts collection exists (here on the Qdrant server adapter, QdrantClient(":me
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -10,10 +11,12 @@ from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient
 
 from services.query.app import QuerySettings, create_app
+from services.summarizer.refresh import AccountRefresher
+from shared.account_vectors import CENTROID_VECTOR, THEMES_VECTOR, AccountVectors, fused_score
 from shared.auth import Scope
+from shared.config import SummarizerSettings
 from shared.sparse import SparseEncoder
-from shared.taxonomy import VerticalLabel, verticals_payload
-from shared.vectorstore import PointRecord, SearchFilter, ServerVectorStore, point_id
+from shared.vectorstore import PointRecord, SearchFilter, ServerVectorStore, SparseVector, point_id
 from tests.api.conftest import UNLIMITED
 from tests.api.corpus import COLLECTION, build_context, labels_of
 
@@ -75,44 +78,85 @@ def test_unknown_account_is_a_json_404(client, internal):
 # --- once the summarizer has written an accounts collection ----------------------------------------
 
 
+def _one_account_per_vertical(corpus, how_many: int = 6) -> list[int]:
+    chosen: dict[str, int] = {}
+    for account_id in sorted(corpus.accounts):
+        chosen.setdefault(corpus.accounts[account_id].vertical, account_id)
+    return sorted(chosen.values())[:how_many]
+
+
 @pytest.fixture(scope="module")
 def summarized(context, embedder, redis_client, kafka_settings, scratch, corpus):
-    """Posts of two accounts copied to a Qdrant (server adapter) store, plus account summaries."""
+    """Posts of accounts of different verticals copied to a Qdrant (server adapter) store, and their
+    summaries with centroid, theme and term vectors written by the summarizer's own refresher."""
     store = ServerVectorStore(client=QdrantClient(":memory:"))
     store.ensure_collection(COLLECTION, 384)
-    chosen = [7, 8]
-    points = context.store.scroll_points(COLLECTION, SearchFilter(account_id=chosen), limit=100)
+    chosen = _one_account_per_vertical(corpus)
+    points = context.store.scroll_points(COLLECTION, SearchFilter(account_id=chosen), limit=10_000)
     vectors = context.store.dense_vectors(COLLECTION, [p.id for p in points])
     sparse = SparseEncoder()
     store.upsert(COLLECTION, [PointRecord(id=p.id, vector=vectors[p.id], payload=p.payload,
                                           sparse=sparse.document(p.payload["title"])) for p in points])
-    store.ensure_collection("accounts", 384)
-    summaries = {7: "Tutorials and reviews, mostly about " + corpus.accounts[7].vertical,
-                 8: "Weekly vlogs about " + corpus.accounts[8].vertical}
-    store.upsert("accounts", [
-        PointRecord(id=point_id("account", a), vector=embedder.embed([text])[0], sparse=sparse.document(text),
-                    payload={"account_id": a, "platform": corpus.accounts[a].platform,
-                             "handle": corpus.accounts[a].handle, "display_name": corpus.accounts[a].display_name,
-                             "followers": corpus.accounts[a].followers, "summary": text,
-                             **verticals_payload([VerticalLabel(taxonomy="default", vertical=corpus.accounts[a].vertical,
-                                                                confidence=0.9)])})
-        for a, text in summaries.items()])
+    refresher = AccountRefresher(store, COLLECTION, "accounts", embedder,
+                                 SummarizerSettings(summarizer_background_posts=0))
+    for account_id in chosen:
+        refresher.write(refresher.compute(account_id, int(time.time() * 1000)), 0)
     ctx = build_context(store=store, embedder=embedder, redis_client=redis_client,
                         taxonomies=scratch / "taxonomies", kafka=kafka_settings)
     app = create_app(QuerySettings(query_run_indexer=False), context=ctx)
     key = ctx.keys.create("internal", list(Scope), UNLIMITED).key
-    yield TestClient(app), {"X-API-Key": key}, summaries
+    yield TestClient(app), {"X-API-Key": key}, chosen, store
     ctx.status.close()
     store.close()
 
 
 def test_account_search_uses_summaries_when_they_exist(summarized, corpus):
-    client, headers, summaries = summarized
-    vertical = corpus.accounts[8].vertical
-    body = client.post("/v1/search/accounts", json={"query": f"weekly vlogs about {vertical}"}, headers=headers).json()
+    client, headers, chosen, store = summarized
+    for account_id in chosen:
+        vertical = corpus.accounts[account_id].vertical
+        body = client.post("/v1/search/accounts", json={"query": f"{vertical} ideas and tips"}, headers=headers).json()
+        assert body["source"] == "accounts_collection"
+        assert body["results"][0]["account"]["account_id"] == account_id, (vertical, body["results"][0])
+        assert [r["score"] for r in body["results"]] == sorted((r["score"] for r in body["results"]), reverse=True)
+        assert body["results"][0]["summary"].startswith(f"{corpus.accounts[account_id].display_name} (@")
+    detail = client.get(f"/v1/accounts/{chosen[0]}", headers=headers).json()
+    assert detail["summary"] is not None and f"@{corpus.accounts[chosen[0]].handle}" in detail["summary"]
+    assert detail["post_count"] == sum(p.account_id == chosen[0] for p in corpus.posts.values())
+
+
+def test_account_search_scores_are_the_fused_account_vectors(summarized, corpus, embedder):
+    """The score is centroid and best-theme cosines plus the term part, weighted (shared.account_vectors)."""
+    client, headers, chosen, store = summarized
+    query = "quick weeknight dinner recipes"
+    body = client.post("/v1/search/accounts", json={"query": query}, headers=headers).json()
+    dense = embedder.embed([query])[0]
+    for result in body["results"]:
+        account_id = result["account"]["account_id"]
+        vectors = account_vectors_of(store, account_id)
+        without_terms = fused_score(dense, vectors)
+        assert result["score"] == pytest.approx(without_terms, abs=1e-4) or result["score"] > without_terms
+
+
+def test_account_search_keeps_its_filters_on_summaries(summarized, corpus):
+    client, headers, chosen, _ = summarized
+    followers = sorted(corpus.accounts[a].followers for a in chosen)
+    floor = followers[len(followers) // 2]
+    body = client.post("/v1/search/accounts", json={"query": "ideas", "filters": {"min_followers": floor}},
+                       headers=headers).json()
     assert body["source"] == "accounts_collection"
-    assert body["results"][0]["account"]["account_id"] == 8
-    assert body["results"][0]["summary"] == summaries[8]
-    detail = client.get("/v1/accounts/7", headers=headers).json()
-    assert detail["summary"] == summaries[7]
-    assert detail["post_count"] == sum(p.account_id == 7 for p in corpus.posts.values())
+    assert {r["account"]["account_id"] for r in body["results"]} == {a for a in chosen if corpus.accounts[a].followers >= floor}
+    platform = corpus.accounts[chosen[0]].platform
+    body = client.post("/v1/search/accounts", json={"query": "ideas", "filters": {"platform": [platform]}},
+                       headers=headers).json()
+    assert {r["account"]["account_id"] for r in body["results"]} == {a for a in chosen if corpus.accounts[a].platform == platform}
+    vertical = corpus.accounts[chosen[1]].vertical
+    body = client.post("/v1/search/accounts", json={"query": "ideas", "filters": {"verticals": {
+        "taxonomy": "default", "verticals": [vertical], "min_confidence": 0.5}}}, headers=headers).json()
+    assert [r["account"]["account_id"] for r in body["results"]] == [chosen[1]]
+
+
+def account_vectors_of(store: ServerVectorStore, account_id: int) -> AccountVectors:
+    """The stored centroid and themes of an account, read back through qdrant-client."""
+    record = store._client.retrieve("accounts", [point_id("account", account_id)], with_vectors=True)[0]
+    return AccountVectors(centroid=record.vector[CENTROID_VECTOR], themes=record.vector[THEMES_VECTOR],
+                          terms=SparseVector())

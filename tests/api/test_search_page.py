@@ -129,6 +129,26 @@ def test_accounts_search_and_a_bad_key_on_the_page(page: Page, live_url, keys, c
     expect(page.get_by_role("alert")).to_contain_text("API key is missing or not valid")
 
 
+def test_an_account_card_keeps_handle_followers_and_matches_apart(page: Page, live_url, keys, corpus):
+    """Each part of an account's meta line is its own element, laid out with space between: bare text
+    nodes in the flex row merged into one item ("@thetrailshannah24.1K followers3 matching posts")."""
+    page.goto(f"{live_url}/#key={keys.internal}")
+    page.get_by_label("Accounts").check()
+    page.get_by_role("searchbox", name="What to look for").fill("travel vlog hidden beaches itinerary")
+    page.get_by_role("searchbox", name="What to look for").press("Enter")
+    card = cards(page).first
+    expect(card).to_be_visible()
+    account = corpus.accounts[int(card.get_attribute("data-account-id"))]
+    parts = card.locator(".meta > *")
+    texts = parts.all_inner_texts()
+    assert len(texts) == 4 and [texts[0].lower(), texts[1]] == [account.platform, f"@{account.handle}"], texts
+    assert re.fullmatch(r"[\d.]+[KMB]? followers", texts[2]) and re.fullmatch(r"\d+ matching posts", texts[3]), texts
+    boxes = [parts.nth(i).bounding_box() for i in range(len(texts))]
+    for left, right in zip(boxes, boxes[1:]):
+        assert right["x"] - (left["x"] + left["width"]) >= 4, (texts, boxes)  # the row's gap, not glued text
+    page.screenshot(path=SHOTS / "6-account-meta.png", full_page=True)
+
+
 def test_every_control_has_a_label(page: Page, live_url, keys):
     page.goto(f"{live_url}/#key={keys.internal}")
     page.get_by_role("searchbox", name="What to look for").fill("gym")

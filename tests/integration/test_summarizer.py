@@ -26,8 +26,8 @@ from ops.dlq import read_dead_letters
 from services.indexer.core import plan_writes
 from services.query.app import QuerySettings, create_app
 from services.summarizer.dirty import DirtyAccounts
-from services.summarizer.main import SummarizerParts, summarizer_versions
-from services.summarizer.refresh import account_point_id
+from services.summarizer.main import SummarizerParts, mark_all_accounts, summarizer_versions
+from services.summarizer.refresh import AccountRefresher, account_point_id
 from shared.auth import RateLimit, Scope
 from shared.config import KafkaSettings, SummarizerSettings
 from shared.embedding import TextEmbedder, load_text_embedder
@@ -271,3 +271,23 @@ def test_a_replay_version_gets_its_own_accounts_collection(pipeline, summarized,
     assert pipeline.store.count("accounts_v2") == 1
     assert pipeline.summary(8, "accounts_v2")["post_count"] == 30
     assert pipeline.summary(8) == live_summary
+
+
+def test_accounts_written_before_the_account_vectors_are_rebuilt_for_every_account(pipeline, summarized):
+    """An accounts collection without the centroid/themes/terms vectors (as written before them) is
+    dropped and created anew, and every account with indexed posts is marked due and summarized again."""
+    old = "accounts_before_vectors"
+    pipeline.store.ensure_collection(old, 384)
+    pipeline.store.upsert(old, [PointRecord(id=account_point_id(4), vector=[1.0] + [0.0] * 383)])
+    refresher = AccountRefresher(pipeline.store, POSTS, old, pipeline.embedder, SummarizerSettings())
+    assert refresher.recreated and pipeline.store.count(old) == 0
+    dirty = DirtyAccounts(pipeline.redis, pipeline.kafka.topic_prefix, old)
+    mark_all_accounts(pipeline.store, POSTS, dirty)
+    now_ms = int(time.time() * 1000)
+    claimed = dirty.claim(now_ms, 60_000, 100)
+    with_posts = {a for a in CHOSEN if pipeline.store.count(POSTS, SearchFilter(account_id=[a]))}  # one was purged
+    assert with_posts and {c.account_id for c in claimed} >= with_posts
+    outcomes = {c.account_id: refresher.refresh(c, now_ms).outcome for c in claimed}
+    assert {a for a, outcome in outcomes.items() if outcome == "computed"} == with_posts
+    assert pipeline.store.count(old) == len(with_posts)
+    assert not AccountRefresher(pipeline.store, POSTS, old, pipeline.embedder, SummarizerSettings()).recreated

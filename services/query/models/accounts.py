@@ -53,8 +53,9 @@ class AccountHit(BaseModel):
 
 
 class AccountSearchResponse(BaseModel):
-    source: AccountSource = Field(description="accounts_collection: ranked by account summaries; post_hits: "
-                                              "no summaries yet, accounts ranked by their best matching posts.")
+    source: AccountSource = Field(description="accounts_collection: ranked by the account vectors the summarizer "
+                                              "writes (centroid, themes, terms); post_hits: no summaries yet, "
+                                              "accounts ranked by their best matching posts.")
     results: list[AccountHit]
     timings: StageTimings
 

@@ -163,7 +163,7 @@ async function searchAccounts(query) {
   $("result-list").replaceChildren(...page.results.map(accountCard));
   $("more").hidden = true;
   const how = page.source === "post_hits" ? "ranked by their best matching posts (no summaries yet)"
-    : "ranked by account summaries";
+    : "ranked by what their posts are about";
   $("summary").textContent = `${page.results.length} accounts, ${how} · ${timingText(page.timings)}`;
 }
 
@@ -211,9 +211,10 @@ function accountCard(hit) {
     el("article", { "aria-label": a.display_name || a.handle },
       el("h3", {}, el("button", { type: "button", class: "account-link", onclick: () => openAccount(a.account_id) },
         a.display_name || a.handle)),
-      el("p", { class: "meta" }, el("span", { class: "platform" }, a.platform), `@${a.handle}`,
-        `${number.format(a.followers)} followers`,
-        hit.matching_posts ? `${hit.matching_posts} matching posts` : null),
+      // One element per part: bare text nodes in the flex row merge into one item, without the gap.
+      el("p", { class: "meta" }, el("span", { class: "platform" }, a.platform), el("span", {}, `@${a.handle}`),
+        el("span", {}, `${number.format(a.followers)} followers`),
+        hit.matching_posts ? el("span", {}, `${hit.matching_posts} matching posts`) : null),
       hit.summary ? el("p", {}, hit.summary) : null,
       hit.top_posts.length ? el("ul", {}, hit.top_posts.map((p) => el("li", {}, p.post.title))) : null));
 }
@@ -231,7 +232,7 @@ async function openAccount(accountId) {
     const a = account.account;
     $("account-name").textContent = a.display_name ? `${a.display_name} (@${a.handle})` : `@${a.handle}`;
     $("account-meta").replaceChildren(el("span", { class: "platform" }, a.platform),
-      `${number.format(a.followers)} followers`, ` · ${account.post_count} indexed posts`);
+      el("span", {}, `${number.format(a.followers)} followers`), el("span", {}, `${account.post_count} indexed posts`));
     $("account-summary").textContent = account.summary ||
       "No summary yet: summaries appear once the summarizer has processed this account.";
     $("account-verticals").replaceChildren(...account.verticals.filter((v) => v.taxonomy === ($("taxonomy").value || "default"))

@@ -16,7 +16,8 @@ router = APIRouter(tags=["accounts"], responses=KEYED_RESPONSES)
 @router.post("/v1/search/accounts", response_model=AccountSearchResponse)
 def search_accounts(body: AccountSearchRequest, clock: Clock, context: ContextDep, key: SearchKey,
                     posts: PostsIndex, response: Response) -> AccountSearchResponse:
-    """Creators by topic: over account summaries when they exist, else by their best matching posts."""
+    """Creators by topic: by what their posts are about (centroid, themes and words of each summarized
+    account, fused), else, before any summary exists, by their best matching posts."""
     result = context.accounts.search(body, posts, context.accounts_index(key.data_scope, posts.collection), clock)
     clock.report("search_accounts", response, result.timings)
     return result

@@ -1,0 +1,283 @@
+"""Account search quality: which account posted this? MRR@10, hit@1 and recall@10 per method, one run.
+
+    .venv/bin/python -m ops.eval_accounts [--data eval/data/wordnet_accounts.jsonl] [--out eval/results/...]
+
+Everything goes through the real parts: the posts are embedded by the real model and written by the
+indexer's own code into a Qdrant Edge shard, the summarizer's refresher writes the accounts collection
+(summaries, centroid, themes, terms), and every method is a query to that engine:
+
+- ``summary``: today's summary search (hybrid search of the summary's dense and keyword vectors);
+- ``post_hits``: accounts ranked by their best matching posts (the API's fallback without summaries);
+- ``mean_of_posts``: the reference, cosine of the query and the mean of the account's post vectors;
+- ``fused``: what POST /v1/search/accounts now runs (shared.account_vectors.fused_queries).
+
+Queries are the titles of each account's held-out posts, which are never indexed. ``specialist wins``
+is, over queries whose right answer is a narrow specialist, how often the specialist ranks above the
+broad generalist of the same area (the method must never lose that to the reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+from pydantic import BaseModel
+
+from services.indexer.core import PostIndexer
+from services.query.accounts import ACCOUNT_DEPTH, group_by_account
+from services.query.index import TenantIndex
+from services.query.posts import to_hits
+from services.summarizer.refresh import AccountRefresher
+from shared.account_vectors import CENTROID_VECTOR, fused_queries
+from shared.auth import DataScope
+from shared.config import PROJECT_ROOT, ModelSettings, SummarizerSettings
+from services.query.encoding import normalise
+from shared.embedding import TextEmbedder, load_text_embedder
+from shared.events import AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition
+from shared.sparse import SparseEncoder
+from shared.taxonomy import TaxonomyCatalog
+from shared.vectorstore import EdgeVectorStore, ScoredPoint, SearchFilter, SparseVector, VectorStore
+from shared.vectorstore.base import WeightedQuery
+
+DEFAULT_DATA = PROJECT_ROOT / "eval" / "data" / "wordnet_accounts.jsonl"
+DEFAULT_OUT = PROJECT_ROOT / "eval" / "results" / "accounts-wordnet_accounts"
+POSTS, ACCOUNTS = "posts", "accounts"
+CUTOFF = 10
+DAY_MS = 86_400_000
+START_MS = 1_700_000_000_000
+POST_HIT_CANDIDATES = 200  # the query API's default ACCOUNT_SEARCH_CANDIDATES is 200 as well
+METHODS = ("summary", "post_hits", "mean_of_posts", "fused")
+REFERENCE = "mean_of_posts"
+
+
+@dataclass(frozen=True)
+class EvalAccount:
+    account_id: int
+    name: str
+    breadth: str
+    area: str
+    topic: str = ""
+
+
+@dataclass(frozen=True)
+class EvalPost:
+    post_id: int
+    account_id: int
+    title: str
+    description: str
+    query: bool
+
+
+class MethodScore(BaseModel):
+    mrr_at_10: float
+    hit_at_1: float
+    recall_at_10: float
+    specialist_mrr_at_10: float
+    generalist_mrr_at_10: float
+    specialist_wins: float  # share of specialist queries where it ranks above its area's generalist
+
+
+def load_set(path: Path) -> tuple[list[EvalAccount], list[EvalPost]]:
+    rows = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    accounts: dict[str, EvalAccount] = {}
+    posts = []
+    for i, row in enumerate(rows, start=1):
+        if row["account"] not in accounts:
+            accounts[row["account"]] = EvalAccount(len(accounts) + 1, row["account"], row["breadth"], row["area"],
+                                                   row["topic"])
+        posts.append(EvalPost(i, accounts[row["account"]].account_id, row["title"], row["description"],
+                              bool(row["query"])))
+    return list(accounts.values()), posts
+
+
+def rank_of(ranked: Sequence[int], target: int) -> int | None:
+    return ranked.index(target) + 1 if target in ranked else None
+
+
+def score(results: Sequence[tuple[EvalAccount, list[int]]], generalist_of: dict[str, int]) -> MethodScore:
+    """results: (right account, ranked account ids) per query."""
+    rr, hit1, found, wins = [], [], [], []
+    by_breadth: dict[str, list[float]] = defaultdict(list)
+    for target, ranked in results:
+        rank = rank_of(ranked[:CUTOFF], target.account_id)
+        reciprocal = 1 / rank if rank else 0.0
+        rr.append(reciprocal)
+        hit1.append(rank == 1)
+        found.append(rank is not None)
+        by_breadth[target.breadth].append(reciprocal)
+        if target.breadth == "specialist":
+            wins.append(specialist_wins(ranked, target, generalist_of))
+    mean = lambda values: round(float(np.mean(values)), 4) if values else 0.0  # noqa: E731
+    return MethodScore(mrr_at_10=mean(rr), hit_at_1=mean(hit1), recall_at_10=mean(found),
+                       specialist_mrr_at_10=mean(by_breadth["specialist"]),
+                       generalist_mrr_at_10=mean(by_breadth["generalist"]), specialist_wins=mean(wins))
+
+
+def specialist_wins(ranked: Sequence[int], target: EvalAccount, generalist_of: dict[str, int]) -> bool:
+    mine, generalist = rank_of(ranked, target.account_id), rank_of(ranked, generalist_of[target.area])
+    return mine is not None and (generalist is None or mine < generalist)
+
+
+def specialist_losses(reference: Sequence[tuple[EvalAccount, list[int]]], method: Sequence[tuple[EvalAccount, list[int]]],
+                      generalist_of: dict[str, int]) -> dict[str, int]:
+    """Where the reference puts a specialist above its generalist and the method does not: per query, and
+    per specialist account (fewer such wins over the account's queries than the reference)."""
+    queries, by_account = 0, defaultdict(int)
+    for (target, ranked_ref), (_, ranked) in zip(reference, method, strict=True):
+        if target.breadth != "specialist":
+            continue
+        difference = int(specialist_wins(ranked, target, generalist_of)) - int(specialist_wins(ranked_ref, target, generalist_of))
+        queries += difference < 0
+        by_account[target.account_id] += difference
+    return {"queries": queries, "accounts": sum(d < 0 for d in by_account.values()),
+            "specialist_accounts": len(by_account)}
+
+
+def post_events(accounts: Sequence[EvalAccount], posts: Sequence[EvalPost], vectors: np.ndarray,
+                model_id: str) -> list[EmbeddedPostUpsert]:
+    """The indexed posts as the embedder would publish them: one account per eval account, one post a day."""
+    names = {a.account_id: a for a in accounts}
+    events = []
+    for n, (post, vector) in enumerate(zip(posts, vectors, strict=True)):
+        account = names[post.account_id]
+        record = PostRecord(id=post.post_id, account_id=post.account_id, platform="blog", title=post.title,
+                            description=post.description, published_at=START_MS + post.post_id * DAY_MS)
+        fields = AccountFields(handle=f"acct{account.account_id}", display_name=account.name,
+                               followers=1000 * account.account_id)
+        upsert = PostUpsert(post=record, account=fields, position=SourcePosition(ts_ms=START_MS, pos=n + 1))
+        events.append(EmbeddedPostUpsert.build(upsert, model_id, vector))
+    return events
+
+
+def build_index(store: VectorStore, embedder: TextEmbedder, accounts: Sequence[EvalAccount],
+                indexed: Sequence[EvalPost]) -> None:
+    vectors = embedder.embed([f"{p.title}\n{p.description}" for p in indexed])
+    PostIndexer(store, POSTS, vectors.shape[1]).apply(post_events(accounts, indexed, vectors, embedder.model_id))
+    refresher = AccountRefresher(store, POSTS, ACCOUNTS, embedder, SummarizerSettings())
+    now_ms = int(time.time() * 1000)
+    for account in accounts:
+        refresher.write(refresher.compute(account.account_id, now_ms), len(indexed))
+
+
+def ranked_ids(points: Sequence[ScoredPoint]) -> list[int]:
+    return [int(p.payload["account_id"]) for p in points]
+
+
+def methods(store: VectorStore, catalog: TaxonomyCatalog) -> dict[str, Callable[[np.ndarray, SparseVector], list[int]]]:
+    everything = SearchFilter()
+    posts = TenantIndex(store, POSTS, DataScope())
+    accounts = TenantIndex(store, ACCOUNTS, DataScope())
+
+    def summary(dense: np.ndarray, sparse: SparseVector) -> list[int]:
+        # What POST /v1/search/accounts ran before the account vectors (services/query/accounts.py).
+        return ranked_ids(accounts.hybrid(dense, sparse, CUTOFF * 5, everything, 0, 50))
+
+    def post_hits(dense: np.ndarray, sparse: SparseVector) -> list[int]:
+        points = posts.hybrid(dense, sparse, POST_HIT_CANDIDATES, everything, 0, POST_HIT_CANDIDATES)
+        return [hit.account.account_id for hit in group_by_account(to_hits(points, catalog))]
+
+    def mean_of_posts(dense: np.ndarray, sparse: SparseVector) -> list[int]:
+        part = WeightedQuery(using=CENTROID_VECTOR, dense=list(map(float, dense)), weight=1.0)
+        return ranked_ids(accounts.weighted([part], CUTOFF * 5, everything, ACCOUNT_DEPTH))
+
+    def fused(dense: np.ndarray, sparse: SparseVector) -> list[int]:
+        return ranked_ids(accounts.weighted(fused_queries(dense, sparse), CUTOFF * 5, everything, ACCOUNT_DEPTH))
+
+    return {"summary": summary, "post_hits": post_hits, "mean_of_posts": mean_of_posts, "fused": fused}
+
+
+def evaluate(data: Path, embedder: TextEmbedder, store_dir: Path) -> dict:
+    accounts, posts = load_set(data)
+    indexed = [p for p in posts if not p.query]
+    queries = [p for p in posts if p.query]
+    store = EdgeVectorStore(store_dir)
+    try:
+        started = time.perf_counter()
+        build_index(store, embedder, accounts, indexed)
+        built_s = time.perf_counter() - started
+        by_id = {a.account_id: a for a in accounts}
+        generalist_of = {a.area: a.account_id for a in accounts if a.breadth == "generalist"}
+        ranking = methods(store, TaxonomyCatalog.load(PROJECT_ROOT / "config" / "taxonomies"))
+        # Held-out titles (one query per held-out post), and the topic's name (one query per account).
+        query_sets = {"titles": [(q.title, by_id[q.account_id]) for q in queries],
+                      "topics": [(a.topic, a) for a in accounts]}
+        reports = {kind: run_queries(ranking, embedder, pairs, generalist_of) for kind, pairs in query_sets.items()}
+    finally:
+        store.close()
+    return {"data": str(data.relative_to(PROJECT_ROOT)) if data.is_relative_to(PROJECT_ROOT) else str(data),
+            "accounts": len(accounts), "specialists": sum(a.breadth == "specialist" for a in accounts),
+            "generalists": sum(a.breadth == "generalist" for a in accounts), "indexed_posts": len(indexed),
+            "queries": len(queries), "model_id": embedder.model_id, "index_build_s": round(built_s, 1),
+            **reports["titles"], "topic_queries": reports["topics"]}
+
+
+def run_queries(ranking: dict[str, Callable[[np.ndarray, SparseVector], list[int]]], embedder: TextEmbedder,
+                pairs: Sequence[tuple[str, EvalAccount]], generalist_of: dict[str, int]) -> dict:
+    """Every method on the same (query text, right account) pairs."""
+    texts = [normalise(text) for text, _ in pairs]
+    dense = embedder.embed(texts)
+    sparse_encoder = SparseEncoder()
+    sparse = [sparse_encoder.query(t) for t in texts]
+    scores, results = {}, {}
+    for name in METHODS:
+        results[name] = [(target, ranking[name](d, s)) for (_, target), d, s in zip(pairs, dense, sparse, strict=True)]
+        scores[name] = score(results[name], generalist_of).model_dump()
+    versus = {name: specialist_losses(results[REFERENCE], results[name], generalist_of) for name in METHODS
+              if name != REFERENCE}
+    return {"methods": scores, f"specialist_losses_vs_{REFERENCE}": versus}
+
+
+def render(report: dict) -> str:
+    lines = [f"Account search on `{report['data']}`: {report['accounts']} accounts ({report['specialists']} specialists, "
+             f"{report['generalists']} generalists), {report['indexed_posts']} indexed posts; model "
+             f"{report['model_id']}, Qdrant Edge.", "",
+             f"Queries: the titles of the {report['queries']} held-out posts (which account posted this?).", ""]
+    lines += render_table(report)
+    lines += ["", f"Queries: each account's topic by name ({report['accounts']}: a specialist's topic, a "
+              "generalist's area).", ""]
+    lines += render_table(report["topic_queries"])
+    return "\n".join(lines) + "\n"
+
+
+def render_table(report: dict) -> list[str]:
+    lines = ["| method | MRR@10 | hit@1 | recall@10 | specialists MRR@10 | generalists MRR@10 | specialist above its generalist |",
+             "|---|---|---|---|---|---|---|"]
+    for name, m in report["methods"].items():
+        lines.append(f"| {name} | {m['mrr_at_10']:.3f} | {m['hit_at_1']:.3f} | {m['recall_at_10']:.3f} | "
+                     f"{m['specialist_mrr_at_10']:.3f} | {m['generalist_mrr_at_10']:.3f} | {m['specialist_wins']:.3f} |")
+    lines.append("")
+    for name, losses in report[f"specialist_losses_vs_{REFERENCE}"].items():
+        lines.append(f"- {name}: a specialist the reference ranks above its generalist is not, for "
+                     f"{losses['queries']} queries; {losses['accounts']} of {losses['specialist_accounts']} "
+                     f"specialists win less often than with the reference.")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops.eval_accounts", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="labelled JSONL (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report path without suffix; .json and .md "
+                        "are written (default: %(default)s)")
+    args = parser.parse_args(argv)
+    model = ModelSettings()
+    embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
+                                  intra_op_threads=model.embedding_threads)
+    with tempfile.TemporaryDirectory(prefix="eval-accounts-") as store_dir:
+        report = evaluate(args.data, embedder, Path(store_dir))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    text = render(report)
+    args.out.with_suffix(".md").write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
