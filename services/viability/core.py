@@ -91,6 +91,7 @@ class AccountView:
     latest_post_ms: int | None
     rank: int | None = None  # recency rank of the post just written (0 = most recent)
     displaced: int | None = None  # the post at rank max_posts_per_account, if any
+    refill: int | None = None  # a removed post was among the N most recent: the post that took its place
 
 
 PostWrite = tuple[int, int | None]  # (post_id, published_at); published_at None = remove
@@ -133,9 +134,11 @@ class SourceChange:
 
 def read_view(state: ViabilityState, account_id: int, post: PostWrite | None, limit: int) -> AccountView:
     """One call per fact: apply the post write (if any) and read the view after it."""
+    removed_rank = None
     if post is not None:
         post_id, published_at = post
         if published_at is None:
+            removed_rank = state.recent_rank(account_id, post_id)
             state.remove_post(account_id, post_id)
         else:
             state.add_post(account_id, post_id, published_at)
@@ -145,6 +148,8 @@ def read_view(state: ViabilityState, account_id: int, post: PostWrite | None, li
         rank = state.recent_rank(account_id, post[0])
         displaced = state.post_at_rank(account_id, limit) if rank is not None and rank < limit else None
         view = AccountView(view.account, view.viable, count, latest, rank, displaced)
+    elif removed_rank is not None and removed_rank < limit:
+        view = AccountView(view.account, view.viable, count, latest, refill=state.post_at_rank(account_id, limit - 1))
     return view
 
 
@@ -162,9 +167,11 @@ def read_views(state: ViabilityState, writes: Sequence[StateWrite], limit: int) 
 
 @dataclass(frozen=True)
 class SnapshotRequest:
-    """Ask the source for the posts of these accounts again."""
+    """Ask the source for rows again: every post of these accounts, and these single posts (the
+    ones that entered an account's N most recent when a newer one was deleted)."""
 
-    account_ids: tuple[int, ...]
+    account_ids: tuple[int, ...] = ()
+    post_ids: tuple[int, ...] = ()
 
 
 Decision = PostUpsert | PostDelete | AccountPurge | SnapshotRequest
@@ -232,7 +239,8 @@ class ViabilityFilter:
         post = change.record
         if change.op == "d":
             verdict.decisions.append(PostDelete(post_id=post.id, account_id=account_id, position=change.position))
-            self._transition(account_id, view, change.position, now_ms, verdict)
+            if self._transition(account_id, view, change.position, now_ms, verdict):
+                verdict.decisions += self._refill(view)
         elif self._transition(account_id, view, change.position, now_ms, verdict):
             verdict.decisions += self._forward(post, change.position, view)
 
@@ -250,6 +258,13 @@ class ViabilityFilter:
             reason = "account deleted" if view.account is None else "account no longer viable"
             verdict.decisions.append(AccountPurge(account_id=account_id, reason=reason, position=position))
         return viable
+
+    @staticmethod
+    def _refill(view: AccountView) -> list[Decision]:
+        """A deleted post left a viable account's N most recent: the next one takes its place. The
+        state knows that post's id, not its content, so the source is asked for the row again
+        (it arrives as a snapshot read and is forwarded like any post within the N)."""
+        return [SnapshotRequest(post_ids=(view.refill,))] if view.refill is not None else []
 
     def _forward(self, post: PostRecord, position: SourcePosition, view: AccountView) -> list[Decision]:
         """Forward a viable account's post if it is among its N most recent; drop the one it displaces."""

@@ -79,9 +79,9 @@ class ViabilityService:
 
     def _outbound(self, decision) -> OutboundMessage:
         if isinstance(decision, SnapshotRequest):
-            VIABILITY_DECISIONS.labels(to="viable").inc()
-            value = incremental_snapshot_signal(self.kafka.source_database, "posts", "account_id",
-                                                list(decision.account_ids))
+            if decision.account_ids:
+                VIABILITY_DECISIONS.labels(to="viable").inc()
+            value = snapshot_request_signal(self.kafka.source_database, decision)
             # Debezium only acts on signals whose key is its topic.prefix. A replay's loop signals the
             # same source as the live one: the re-read rows land at the end of the CDC topics, which
             # the replay reads too, and the rows are current (a newer source position than anything
@@ -96,6 +96,14 @@ class ViabilityService:
             VIABILITY_DECISIONS.labels(to="not_viable").inc()
         account_id = decision.account_id if decision.kind != "post.upsert" else decision.post.account_id
         return OutboundMessage(self.output_topic, account_key(account_id or 0), encode(decision))
+
+
+def snapshot_request_signal(database: str, request: SnapshotRequest) -> bytes:
+    """The execute-snapshot signal of one request: the posts of its accounts, or its single posts (a
+    top-N refill after a delete). A request carries one kind (core.ViabilityFilter makes them so)."""
+    if request.post_ids:
+        return incremental_snapshot_signal(database, "posts", "id", list(request.post_ids))
+    return incremental_snapshot_signal(database, "posts", "account_id", list(request.account_ids))
 
 
 def viability_loop(kafka: KafkaSettings, redis_client: redis.Redis, rules: ViabilityRules, *, namespace: str,

@@ -88,6 +88,20 @@ def test_only_the_most_recent_posts_are_kept(viability):
     assert decisions[1].post_id == 0  # the oldest of the five kept so far (10 days), pushed out
 
 
+def test_deleting_one_of_the_most_recent_posts_asks_for_the_next_one(viability):
+    viability.on_account(change("r", "accounts", after=account()), NOW)
+    for i in range(8):  # post i is i+1 days old: posts 0-4 are the five kept
+        viability.on_post(change("r", "posts", after=post(i, age_days=i + 1)), NOW)
+    decisions = viability.on_post(change("d", "posts", before=post(1, age_days=2)), NOW)
+    assert decisions == [PostDelete(post_id=1, account_id=1, position=decisions[0].position),
+                         SnapshotRequest(post_ids=(5,))]
+    assert viability.on_post(change("d", "posts", before=post(7, age_days=8)), NOW)[1:] == []  # not kept: no refill
+    assert viability.on_post(change("d", "posts", before=post(1, age_days=2)), NOW)[1:] == []  # gone already
+    viability.on_post(change("d", "posts", before=post(6, age_days=7)), NOW)
+    viability.on_post(change("d", "posts", before=post(5, age_days=6)), NOW)  # four left: none to take its place
+    assert viability.on_post(change("d", "posts", before=post(0, age_days=1)), NOW)[1:] == []
+
+
 def random_changes(seed: int, count: int) -> list[SourceChange]:
     """Accounts appearing, growing, shrinking and leaving, with their posts coming and going."""
     rng = random.Random(seed)
