@@ -41,7 +41,7 @@ from confluent_kafka.admin import AdminClient
 
 from services.viability.core import ViabilityRules
 from services.viability.main import ViabilitySettings
-from services.viability.state import replay_namespace
+from services.viability.state import RedisViabilityState, replay_namespace
 from shared.cache import connect_redis
 from services.classifier.estimate import TierTwoEstimate, estimate_tier_two
 from shared.config import (
@@ -282,10 +282,24 @@ def _read_from(kafka: KafkaSettings, offsets: list[TopicPartition], idle_s: floa
 # --- progress and verification -------------------------------------------------------------
 
 
-def expected_points(mariadb: MariaDBSettings, rules: ViabilityRules) -> int:
-    """Viable posts in the source of truth, by the same rules the viability service applies."""
-    viable_sql, params = rules.viable_posts_sql()
+def expected_points(mariadb: MariaDBSettings, rules: ViabilityRules, as_of_ms: int | None = None) -> int:
+    """Viable posts in the source of truth, by the same rules the viability service applies, with
+    the activity rule evaluated as of ``as_of_ms`` (its last sweep's clock, see ``viability_clock``)."""
+    viable_sql, params = rules.viable_posts_sql(as_of_ms)
     return _query(mariadb, f"SELECT COUNT(*) FROM ({viable_sql}) viable", params)[0][0]
+
+
+def viability_clock(client, namespace: str) -> int | None:
+    """The clock the viability loop of ``namespace`` decides "active within N days" by: its last
+    sweep's. Verification counts by it, so it moves when the index does, not with the wall clock."""
+    return RedisViabilityState(client, namespace=namespace).swept_at()
+
+
+def version_clock(kafka: KafkaSettings, version: IndexVersion) -> Callable[[], int | None]:
+    """Whose sweep chose the version's posts: its own viability loop (stage pipeline) or the live one."""
+    client = connect_redis(RedisSettings().redis_url)
+    namespace = version.viability_namespace or kafka.topic_prefix
+    return lambda: viability_clock(client, namespace)
 
 
 def viable_posts(mariadb: MariaDBSettings, rules: ViabilityRules) -> dict[int, int]:
@@ -434,9 +448,9 @@ def drop(registry: IndexRegistry, collection: str) -> int:
 
 
 def finish(args: argparse.Namespace, registry: IndexRegistry, version: IndexVersion) -> int:
-    rules = version_rules(version)
+    rules, clock = version_rules(version), version_clock(KafkaSettings(), version)
     points, expected = wait_until_caught_up(registry, version.collection,
-                                            lambda: expected_points(MariaDBSettings(), rules), args.timeout)
+                                            lambda: expected_points(MariaDBSettings(), rules, clock()), args.timeout)
     active = registry.active()
     problems = []
     if points != expected:

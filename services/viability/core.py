@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -38,10 +39,20 @@ class ViabilityRules(BaseModel):
     active_within_days: int = Field(180, ge=1)
     max_posts_per_account: int = Field(20_000, ge=1)
 
-    def viable_posts_sql(self) -> tuple[str, tuple[int, ...]]:
+    def viable_posts_sql(self, as_of_ms: int | None = None) -> tuple[str, tuple]:
         """The same rules as SQL over the source tables: ``SELECT id`` of every post that must be
-        indexed. Replay verification and the benchmarks compare the index against it."""
-        sql = """
+        indexed. Replay verification and the benchmarks compare the index against it.
+
+        ``as_of_ms`` is the clock of the activity rule: the viability sweep's recorded one, so the
+        count moves exactly when the service's decisions do (``is_viable`` with the same clock);
+        None = the database's current time.
+        """
+        if as_of_ms is None:
+            active_since, params = "UTC_TIMESTAMP() - INTERVAL %s DAY", (self.active_within_days,)
+        else:  # DATETIME(3) holds UTC wall-clock time (db/schema.sql); cdc reads it as epoch ms
+            cutoff = datetime.fromtimestamp((as_of_ms - self.active_within_days * DAY_MS) / 1000, timezone.utc)
+            active_since, params = "%s", (cutoff.replace(tzinfo=None),)
+        sql = f"""
         SELECT p.id FROM (
           SELECT id, account_id,
                  ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY published_at DESC, id DESC) AS recency
@@ -49,11 +60,11 @@ class ViabilityRules(BaseModel):
         ) p
         JOIN accounts a ON a.id = p.account_id
         JOIN (SELECT account_id FROM posts GROUP BY account_id
-              HAVING COUNT(*) >= %s AND MAX(published_at) >= UTC_TIMESTAMP() - INTERVAL %s DAY) active
+              HAVING COUNT(*) >= %s AND MAX(published_at) >= {active_since}) active
           ON active.account_id = p.account_id
         WHERE a.followers >= %s AND p.recency <= %s
         """
-        return sql, (self.min_posts, self.active_within_days, self.min_followers, self.max_posts_per_account)
+        return sql, (self.min_posts, *params, self.min_followers, self.max_posts_per_account)
 
     def is_viable(self, account: AccountRecord | None, post_count: int, latest_post_ms: int | None,
                   now_ms: int) -> bool:
@@ -190,6 +201,21 @@ class Verdict:
     viable_after: dict[int, bool] = field(default_factory=dict)
 
 
+@dataclass
+class Sweep:
+    """One evaluation of the time-based rule ("a post within N days") over every viable account, as
+    of one clock. Until the next sweep the service decides events by the same clock, and replay
+    verification counts by it, so index and verification agree between sweeps too."""
+
+    as_of_ms: int
+    checked: int
+    verdict: Verdict
+
+    @property
+    def purged(self) -> int:
+        return sum(1 for viable in self.verdict.viable_after.values() if not viable)
+
+
 class ViabilityFilter:
     def __init__(self, state: ViabilityState, rules: ViabilityRules) -> None:
         self.state = state
@@ -201,6 +227,19 @@ class ViabilityFilter:
         for change, view in zip(changes, self._views([c.state_write() for c in changes])):
             self._decide_one(change, view, now_ms, verdict)
         return verdict
+
+    def sweep(self, account_ids: Sequence[int], as_of_ms: int) -> Sweep:
+        """Purge the viable accounts that are no longer viable as of ``as_of_ms`` without any event
+        (an account that stopped posting). Like a batch, nothing is recorded until ``record``."""
+        verdict = Verdict()
+        writes = [StateWrite(account_id) for account_id in account_ids]
+        for write, view in zip(writes, self._views(writes)):
+            if view.viable and not self.rules.is_viable(view.account, view.post_count, view.latest_post_ms, as_of_ms):
+                verdict.viable_after[write.account_id] = False
+                reason = (f"no post within {self.rules.active_within_days} days" if view.account is not None
+                          else "account deleted")
+                verdict.decisions.append(AccountPurge(account_id=write.account_id, reason=reason, position=None))
+        return Sweep(as_of_ms, len(writes), verdict)
 
     def record(self, verdict: Verdict) -> None:
         set_viable_many = getattr(self.state, "set_viable_many", None)

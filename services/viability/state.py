@@ -132,6 +132,17 @@ class RedisViabilityState:
                 (pipe.sadd if is_viable else pipe.srem)(self._key("viable"), str(account_id))
             pipe.execute()
 
+    def viable_accounts(self) -> list[int]:
+        return sorted(int(member) for member in self.client.smembers(self._key("viable")))
+
+    def record_sweep(self, as_of_ms: int) -> None:
+        """The clock of the last completed sweep: replay verification counts by it."""
+        self.client.set(self._key("swept_at"), as_of_ms)
+
+    def swept_at(self) -> int | None:
+        raw = self.client.get(self._key("swept_at"))
+        return int(raw) if raw is not None else None
+
     def set_viable(self, account_id: int, viable: bool) -> None:
         if viable:
             self.client.sadd(self._key("viable"), str(account_id))

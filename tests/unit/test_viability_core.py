@@ -147,3 +147,19 @@ def test_a_transition_is_recorded_only_when_asked_so_a_retried_batch_sends_it_ag
     viability.record(retried)
     assert viability.state.was_viable(1)
     assert SnapshotRequest((1,)) not in viability.decide(changes, NOW).decisions
+
+
+def test_the_sweep_purges_viable_accounts_that_went_quiet_and_records_nothing_itself(viability):
+    for account_id, age in ((1, 29), (2, 5)):
+        viability.on_account(change("r", "accounts", after=account(account_id)), NOW)
+        for i in range(3):
+            viability.on_post(change("r", "posts", after=post(account_id * 10 + i, account_id, age_days=age)), NOW)
+    sweep = viability.sweep([1, 2], NOW)
+    assert (sweep.checked, sweep.purged, sweep.verdict.decisions) == (2, 0, [])
+    later = NOW + 2 * DAY_MS  # account 1's newest post is 31 days old now
+    sweep = viability.sweep([1, 2], later)
+    assert (sweep.checked, sweep.purged) == (2, 1)
+    assert sweep.verdict.decisions == [AccountPurge(account_id=1, reason="no post within 30 days", position=None)]
+    assert viability.state.was_viable(1)  # recorded only once the purge is durable
+    viability.record(sweep.verdict)
+    assert not viability.state.was_viable(1) and viability.sweep([2], later).purged == 0
