@@ -102,7 +102,9 @@ class AccountView:
     latest_post_ms: int | None
     rank: int | None = None  # recency rank of the post just written (0 = most recent)
     displaced: int | None = None  # the post at rank max_posts_per_account, if any
-    refill: int | None = None  # a removed post was among the N most recent: the post that took its place
+    # A removed post was among the N most recent, or is unknown (a retried batch removed it already,
+    # a redelivered delete): the post now at rank N-1, which may have taken its place.
+    refill: int | None = None
 
 
 PostWrite = tuple[int, int | None]  # (post_id, published_at); published_at None = remove
@@ -159,7 +161,7 @@ def read_view(state: ViabilityState, account_id: int, post: PostWrite | None, li
         rank = state.recent_rank(account_id, post[0])
         displaced = state.post_at_rank(account_id, limit) if rank is not None and rank < limit else None
         view = AccountView(view.account, view.viable, count, latest, rank, displaced)
-    elif removed_rank is not None and removed_rank < limit:
+    elif post is not None and (removed_rank is None or removed_rank < limit):
         view = AccountView(view.account, view.viable, count, latest, refill=state.post_at_rank(account_id, limit - 1))
     return view
 
@@ -302,7 +304,9 @@ class ViabilityFilter:
     def _refill(view: AccountView) -> list[Decision]:
         """A deleted post left a viable account's N most recent: the next one takes its place. The
         state knows that post's id, not its content, so the source is asked for the row again
-        (it arrives as a snapshot read and is forwarded like any post within the N)."""
+        (it arrives as a snapshot read and is forwarded like any post within the N). A delete of a
+        post the state does not know asks too: after a failed produce the batch is retried with the
+        post already removed, and one extra row read is cheaper than a post that never comes in."""
         return [SnapshotRequest(post_ids=(view.refill,))] if view.refill is not None else []
 
     def _forward(self, post: PostRecord, position: SourcePosition, view: AccountView) -> list[Decision]:

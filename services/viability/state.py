@@ -81,7 +81,7 @@ class RedisViabilityState:
                 displaced = int(reads[5][0])
         if removing:
             removed_rank = replies[len(replies) - 7]  # queued before the zrem
-            if removed_rank is not None and removed_rank < limit and reads[4]:
+            if (removed_rank is None or removed_rank < limit) and reads[4]:
                 refill = int(reads[4][0])
         account = None
         if raw:  # one account's posts often fill a batch: parse its record once
