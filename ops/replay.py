@@ -36,12 +36,14 @@ from datetime import datetime, timezone
 
 import httpx
 import pymysql
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Message, TopicPartition
+import redis
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
+from pydantic import Field, SecretStr
 
 from services.viability.core import ViabilityRules
 from services.viability.main import ViabilitySettings
-from services.viability.state import replay_namespace
+from services.viability.state import RedisViabilityState, replay_namespace
 from shared.cache import connect_redis
 from services.classifier.estimate import TierTwoEstimate, estimate_tier_two
 from shared.config import (
@@ -51,6 +53,7 @@ from shared.config import (
     MariaDBSettings,
     ModelSettings,
     RedisSettings,
+    ServiceSettings,
     VectorStoreSettings,
 )
 from shared.embedding import embedding_model_id, load_text_embedder
@@ -75,6 +78,13 @@ CANARY_QUERIES = (
     "toddler sleep schedule tips", "speedrun of a retro platformer", "training a puppy to sit",
     "acoustic guitar cover of a pop song",
 )
+
+
+class ReplaySettings(ServiceSettings):
+    replay_api_url: str | None = Field(None, description="Query API the replay's canary queries go to; none = "
+                                       "http://127.0.0.1:$QUERY_PORT (the local stack's).")
+    replay_api_key: SecretStr | None = Field(None, description="API key (search and admin scopes) for the canary "
+                                             "queries; none = the dev key `make dev` saves in $DEV_DIR/dev-api-key.")
 
 
 # --- planning ------------------------------------------------------------------------------
@@ -152,7 +162,8 @@ def _topic_start_offsets(kafka: KafkaSettings, topic: str, start: int | datetime
 
 def set_group_offsets(kafka: KafkaSettings, group: str, offsets: list[TopicPartition]) -> None:
     """Where the new version's first consumer starts, set before it ever joins (admin API)."""
-    admin = AdminClient({"bootstrap.servers": kafka.kafka_bootstrap_servers})
+    # log_level 4: librdkafka's info line about its background queue at teardown is not for operators.
+    admin = AdminClient({"bootstrap.servers": kafka.kafka_bootstrap_servers, "log_level": 4})
     futures = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, offsets)])
     for future in futures.values():
         future.result(timeout=15)
@@ -283,15 +294,29 @@ def _read_from(kafka: KafkaSettings, offsets: list[TopicPartition], idle_s: floa
 # --- progress and verification -------------------------------------------------------------
 
 
-def expected_points(mariadb: MariaDBSettings, rules: ViabilityRules) -> int:
-    """Viable posts in the source of truth, by the same rules the viability service applies."""
-    viable_sql, params = rules.viable_posts_sql()
+def expected_points(mariadb: MariaDBSettings, rules: ViabilityRules, as_of_ms: int | None = None) -> int:
+    """Viable posts in the source of truth, by the same rules the viability service applies, with
+    the activity rule evaluated as of ``as_of_ms`` (its last sweep's clock, see ``viability_clock``)."""
+    viable_sql, params = rules.viable_posts_sql(as_of_ms)
     return _query(mariadb, f"SELECT COUNT(*) FROM ({viable_sql}) viable", params)[0][0]
 
 
-def viable_posts(mariadb: MariaDBSettings, rules: ViabilityRules) -> dict[int, int]:
-    """post id → account id of every post the rules keep."""
-    viable_sql, params = rules.viable_posts_sql()
+def viability_clock(client, namespace: str) -> int | None:
+    """The clock the viability loop of ``namespace`` decides "active within N days" by: its last
+    sweep's. Verification counts by it, so it moves when the index does, not with the wall clock."""
+    return RedisViabilityState(client, namespace=namespace).swept_at()
+
+
+def version_clock(kafka: KafkaSettings, version: IndexVersion) -> Callable[[], int | None]:
+    """Whose sweep chose the version's posts: its own viability loop (stage pipeline) or the live one."""
+    client = connect_redis(RedisSettings().redis_url)
+    namespace = version.viability_namespace or kafka.topic_prefix
+    return lambda: viability_clock(client, namespace)
+
+
+def viable_posts(mariadb: MariaDBSettings, rules: ViabilityRules, as_of_ms: int | None = None) -> dict[int, int]:
+    """post id → account id of every post the rules keep (as of the viability clock ``as_of_ms``)."""
+    viable_sql, params = rules.viable_posts_sql(as_of_ms)
     return dict(_query(mariadb, f"SELECT p.id, p.account_id FROM ({viable_sql}) viable JOIN posts p USING (id)",
                        params))
 
@@ -348,8 +373,12 @@ def wait_until_caught_up(registry: IndexRegistry, collection: str, count_expecte
 
 
 def canary_overlap(api_url: str, api_key: str | None, active: str, candidate: str, queries=CANARY_QUERIES,
-                   limit: int = 10) -> float:
-    """Mean share of the current version's top results that the new version also returns."""
+                   limit: int = 10, keep: set[int] | None = None) -> float:
+    """Mean share of the current version's top results that the new version also returns.
+
+    ``keep``: the posts the new version may hold at all (its viability rules differ from the
+    live ones): the current version's hits outside it are not counted as missing.
+    """
     headers = {"X-API-Key": api_key} if api_key else {}
     overlaps = []
     with httpx.Client(base_url=api_url, headers=headers, timeout=30) as client:
@@ -360,9 +389,53 @@ def canary_overlap(api_url: str, api_key: str | None, active: str, candidate: st
                                        json={"query": query, "limit": limit, "index_version": collection})
                 response.raise_for_status()
                 tops.append({hit["post_id"] for hit in response.json()["results"]})
-            if tops[0]:
-                overlaps.append(len(tops[0] & tops[1]) / len(tops[0]))
+            expected = tops[0] if keep is None else tops[0] & keep
+            if expected:
+                overlaps.append(len(expected & tops[1]) / len(expected))
     return sum(overlaps) / len(overlaps) if overlaps else 0.0
+
+
+class OperatorError(Exception):
+    """Something the operator can fix: printed as one line saying what to do, exit code 1."""
+
+
+def api_defaults() -> tuple[str, str | None, str]:
+    """(API URL, key, where the key came from) when the command line gives none: REPLAY_API_URL /
+    REPLAY_API_KEY, else the local stack's API and the dev key `make dev` saves in DEV_DIR."""
+    from devstack.run import DEV_KEY_FILE, DevSettings
+    from services.query.app import QuerySettings
+
+    settings = ReplaySettings()
+    url = settings.replay_api_url or f"http://127.0.0.1:{QuerySettings().query_port}"
+    if settings.replay_api_key is not None:
+        return url, settings.replay_api_key.get_secret_value(), "REPLAY_API_KEY"
+    key_file = DevSettings().dev_dir / DEV_KEY_FILE
+    key = key_file.read_text().strip() if key_file.exists() else None
+    return url, key or None, str(key_file) if key else "no key (REPLAY_API_KEY unset, no dev key file)"
+
+
+def checked_canary_overlap(args: argparse.Namespace, active: str, candidate: str,
+                           keep: set[int] | None) -> float:
+    """The canary queries, with a refused key or an unreachable API turned into what to do."""
+    url, key, key_source = api_defaults()
+    url, key = args.api_url or url, args.api_key or key
+    key_source = "--api-key" if args.api_key else key_source
+    kept = (f"{candidate} is built but not switched (`--drop {candidate}` discards it; a new replay with the "
+            "fix verifies again)")
+    try:
+        return canary_overlap(url, key, active, candidate, keep=keep)
+    except httpx.HTTPStatusError as exc:
+        code = exc.response.status_code
+        if code in (401, 403):
+            raise OperatorError(
+                f"the query API at {url} refused the canary queries ({code}) with the key from {key_source}: "
+                f"set REPLAY_API_KEY (or --api-key) to a key with the search and admin scopes (`make dev` saves "
+                f"one in .dev/dev-api-key); {kept}") from exc
+        raise OperatorError(f"the query API at {url} answered {code} to a canary query: see its log; {kept}") from exc
+    except httpx.TransportError as exc:
+        raise OperatorError(
+            f"the query API at {url} is unreachable ({type(exc).__name__}): start the stack (`make dev`) or set "
+            f"REPLAY_API_URL (or --api-url) to where it runs; {kept}") from exc
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -439,20 +512,24 @@ def drop(registry: IndexRegistry, collection: str) -> int:
 
 
 def finish(args: argparse.Namespace, registry: IndexRegistry, version: IndexVersion) -> int:
-    rules = version_rules(version)
+    rules, clock = version_rules(version), version_clock(KafkaSettings(), version)
     points, expected = wait_until_caught_up(registry, version.collection,
-                                            lambda: expected_points(MariaDBSettings(), rules), args.timeout)
+                                            lambda: expected_points(MariaDBSettings(), rules, clock()), args.timeout)
     active = registry.active()
     problems = []
     if points != expected:
         problems.append(f"{version.collection} has {points:,} points, MariaDB has {expected:,} viable posts")
     else:
-        overlap = canary_overlap(args.api_url, args.api_key, active, version.collection)
+        # A version with rules of its own can only hold what they keep: judge the overlap on that.
+        keep = set(viable_posts(MariaDBSettings(), rules, clock())) if version.viability_rules else None
+        overlap = checked_canary_overlap(args, active, version.collection, keep)
         print(f"canary overlap with {active}: {overlap:.2f} (threshold {args.min_overlap})")
         if overlap < args.min_overlap:
             problems.append(f"canary overlap {overlap:.2f} < {args.min_overlap}")
     if problems and not args.override:
-        print("not switching: " + "; ".join(problems) + " (--override to switch anyway)", file=sys.stderr)
+        print(f"not switching to {version.collection}: " + "; ".join(problems) + ". It stays built: `--status` "
+              f"lists it, `--drop {version.collection}` discards it; replay again with `--override` to switch "
+              "anyway, or with a longer `--timeout` if it was still catching up", file=sys.stderr)
         return 2
     if args.no_switch:
         print(f"verified; alias left on {active}")
@@ -481,9 +558,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-switch", action="store_true", help="verify, but leave the alias where it is")
     parser.add_argument("--min-overlap", type=float, default=0.6, help="canary top-10 overlap needed to switch")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the new version")
-    parser.add_argument("--api-url", default="http://127.0.0.1:8000", help="query API (for canary queries)")
-    parser.add_argument("--api-key", default=None, help="API key with the admin scope (canary queries)")
-    return run(parser.parse_args(argv))
+    parser.add_argument("--api-url", default=None,
+                        help="query API for the canary queries (default: REPLAY_API_URL, else the local stack's)")
+    parser.add_argument("--api-key", default=None, help="API key with the search and admin scopes for the canary "
+                        "queries (default: REPLAY_API_KEY, else the dev key `make dev` saves in DEV_DIR)")
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except OperatorError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 1
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        print(f"replay: Redis ({RedisSettings().redis_url}) is unreachable ({exc}): start the stack (`make dev`) "
+              "or set REDIS_URL", file=sys.stderr)
+        return 1
+    except pymysql.err.OperationalError as exc:
+        mariadb = MariaDBSettings()
+        print(f"replay: MariaDB ({mariadb.mariadb_host}:{mariadb.mariadb_port}) is unreachable ({exc.args[-1]}): "
+              "start the stack (`make dev`) or set MARIADB_HOST/MARIADB_PORT", file=sys.stderr)
+        return 1
+    except KafkaException as exc:
+        print(f"replay: Kafka ({KafkaSettings().kafka_bootstrap_servers}) did not answer ({exc}): start the stack "
+              "(`make dev`) or set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

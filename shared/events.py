@@ -226,7 +226,7 @@ class AccountPurge(_Model):
     kind: Literal["account.purge"] = "account.purge"
     account_id: int
     reason: str
-    position: SourcePosition
+    position: SourcePosition | None = None  # None: not caused by a source change (the viability sweep)
 
 
 class PostLabels(_Model):

@@ -15,6 +15,12 @@ STAGE_SECONDS = Histogram(
 )
 CDC_EVENTS = Counter("cdc_events_total", "Change events emitted", ["table", "op"])
 VIABILITY_DECISIONS = Counter("viability_transitions_total", "Accounts changing viability", ["to"])
+# The viability sweep (time-based transitions), per loop: "live" or a replay version's collection.
+SWEEP_AS_OF = Gauge("viability_sweep_as_of_timestamp_seconds", "Clock of the last completed sweep: activity "
+                    "rules are evaluated as of this time until the next one", ["loop"])
+SWEEP_CHECKED = Gauge("viability_sweep_last_checked_accounts", "Viable accounts the last sweep evaluated", ["loop"])
+SWEEP_PURGED = Gauge("viability_sweep_last_purged_accounts", "Accounts the last sweep purged", ["loop"])
+SWEEP_PURGED_TOTAL = Counter("viability_sweep_accounts_purged", "Accounts purged by sweeps", ["loop"])
 INDEX_OPERATIONS = Counter("indexer_operations_total", "Vector store operations", ["op"])
 FRESHNESS_SECONDS = Histogram(
     "pipeline_freshness_seconds", "MariaDB commit to indexed", buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300),

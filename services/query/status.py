@@ -31,6 +31,7 @@ from services.query.models.status import (
     ModelCount,
     ServiceStatus,
     StatusResponse,
+    SweepStatus,
 )
 from shared.config import KafkaSettings, dlq_topic
 from shared.logging import get_logger
@@ -168,6 +169,7 @@ class PipelineStatus:
             throughput_per_s=self._throughput(service.name, position["position"]) if position else None,
             dlq_messages=position["dlq"] if position else None, errors=errors, metrics=source,
             problem=None if kafka.reachable else "broker unreachable",
+            sweep=sweep_status(samples) if service.name == "viability" and samples is not None else None,
         )
 
     def _throughput(self, service: str, position: int) -> float | None:
@@ -239,6 +241,17 @@ def _parse_samples(text: str) -> list[Sample]:
 
 def _sum(samples: Iterable[Sample], name: str, **labels: str) -> float:
     return sum(v for n, lbl, v in samples if n == name and all(lbl.get(k) == w for k, w in labels.items()))
+
+
+def sweep_status(samples: list[Sample], loop: str = "live") -> SweepStatus | None:
+    """The last sweep of one viability loop, from its /metrics; None before its first sweep."""
+    found = {n: v for n, lbl, v in samples if n.startswith("viability_sweep") and lbl.get("loop") == loop}
+    if "viability_sweep_as_of_timestamp_seconds" not in found:
+        return None
+    return SweepStatus(as_of_ms=int(found["viability_sweep_as_of_timestamp_seconds"] * 1000),
+                       accounts_checked=int(found.get("viability_sweep_last_checked_accounts", 0)),
+                       accounts_purged=int(found.get("viability_sweep_last_purged_accounts", 0)),
+                       accounts_purged_total=int(found.get("viability_sweep_accounts_purged_total", 0)))
 
 
 def _caches(metrics: dict[str, tuple[list[Sample] | None, str]]) -> list[CacheStatus]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -38,10 +39,20 @@ class ViabilityRules(BaseModel):
     active_within_days: int = Field(180, ge=1)
     max_posts_per_account: int = Field(20_000, ge=1)
 
-    def viable_posts_sql(self) -> tuple[str, tuple[int, ...]]:
+    def viable_posts_sql(self, as_of_ms: int | None = None) -> tuple[str, tuple]:
         """The same rules as SQL over the source tables: ``SELECT id`` of every post that must be
-        indexed. Replay verification and the benchmarks compare the index against it."""
-        sql = """
+        indexed. Replay verification and the benchmarks compare the index against it.
+
+        ``as_of_ms`` is the clock of the activity rule: the viability sweep's recorded one, so the
+        count moves exactly when the service's decisions do (``is_viable`` with the same clock);
+        None = the database's current time.
+        """
+        if as_of_ms is None:
+            active_since, params = "UTC_TIMESTAMP() - INTERVAL %s DAY", (self.active_within_days,)
+        else:  # DATETIME(3) holds UTC wall-clock time (db/schema.sql); cdc reads it as epoch ms
+            cutoff = datetime.fromtimestamp((as_of_ms - self.active_within_days * DAY_MS) / 1000, timezone.utc)
+            active_since, params = "%s", (cutoff.replace(tzinfo=None),)
+        sql = f"""
         SELECT p.id FROM (
           SELECT id, account_id,
                  ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY published_at DESC, id DESC) AS recency
@@ -49,11 +60,11 @@ class ViabilityRules(BaseModel):
         ) p
         JOIN accounts a ON a.id = p.account_id
         JOIN (SELECT account_id FROM posts GROUP BY account_id
-              HAVING COUNT(*) >= %s AND MAX(published_at) >= UTC_TIMESTAMP() - INTERVAL %s DAY) active
+              HAVING COUNT(*) >= %s AND MAX(published_at) >= {active_since}) active
           ON active.account_id = p.account_id
         WHERE a.followers >= %s AND p.recency <= %s
         """
-        return sql, (self.min_posts, self.active_within_days, self.min_followers, self.max_posts_per_account)
+        return sql, (self.min_posts, *params, self.min_followers, self.max_posts_per_account)
 
     def is_viable(self, account: AccountRecord | None, post_count: int, latest_post_ms: int | None,
                   now_ms: int) -> bool:
@@ -91,6 +102,9 @@ class AccountView:
     latest_post_ms: int | None
     rank: int | None = None  # recency rank of the post just written (0 = most recent)
     displaced: int | None = None  # the post at rank max_posts_per_account, if any
+    # A removed post was among the N most recent, or is unknown (a retried batch removed it already,
+    # a redelivered delete): the post now at rank N-1, which may have taken its place.
+    refill: int | None = None
 
 
 PostWrite = tuple[int, int | None]  # (post_id, published_at); published_at None = remove
@@ -133,9 +147,11 @@ class SourceChange:
 
 def read_view(state: ViabilityState, account_id: int, post: PostWrite | None, limit: int) -> AccountView:
     """One call per fact: apply the post write (if any) and read the view after it."""
+    removed_rank = None
     if post is not None:
         post_id, published_at = post
         if published_at is None:
+            removed_rank = state.recent_rank(account_id, post_id)
             state.remove_post(account_id, post_id)
         else:
             state.add_post(account_id, post_id, published_at)
@@ -145,6 +161,8 @@ def read_view(state: ViabilityState, account_id: int, post: PostWrite | None, li
         rank = state.recent_rank(account_id, post[0])
         displaced = state.post_at_rank(account_id, limit) if rank is not None and rank < limit else None
         view = AccountView(view.account, view.viable, count, latest, rank, displaced)
+    elif post is not None and (removed_rank is None or removed_rank < limit):
+        view = AccountView(view.account, view.viable, count, latest, refill=state.post_at_rank(account_id, limit - 1))
     return view
 
 
@@ -162,9 +180,11 @@ def read_views(state: ViabilityState, writes: Sequence[StateWrite], limit: int) 
 
 @dataclass(frozen=True)
 class SnapshotRequest:
-    """Ask the source for the posts of these accounts again."""
+    """Ask the source for rows again: every post of these accounts, and these single posts (the
+    ones that entered an account's N most recent when a newer one was deleted)."""
 
-    account_ids: tuple[int, ...]
+    account_ids: tuple[int, ...] = ()
+    post_ids: tuple[int, ...] = ()
 
 
 Decision = PostUpsert | PostDelete | AccountPurge | SnapshotRequest
@@ -183,6 +203,21 @@ class Verdict:
     viable_after: dict[int, bool] = field(default_factory=dict)
 
 
+@dataclass
+class Sweep:
+    """One evaluation of the time-based rule ("a post within N days") over every viable account, as
+    of one clock. Until the next sweep the service decides events by the same clock, and replay
+    verification counts by it, so index and verification agree between sweeps too."""
+
+    as_of_ms: int
+    checked: int
+    verdict: Verdict
+
+    @property
+    def purged(self) -> int:
+        return sum(1 for viable in self.verdict.viable_after.values() if not viable)
+
+
 class ViabilityFilter:
     def __init__(self, state: ViabilityState, rules: ViabilityRules) -> None:
         self.state = state
@@ -194,6 +229,19 @@ class ViabilityFilter:
         for change, view in zip(changes, self._views([c.state_write() for c in changes])):
             self._decide_one(change, view, now_ms, verdict)
         return verdict
+
+    def sweep(self, account_ids: Sequence[int], as_of_ms: int) -> Sweep:
+        """Purge the viable accounts that are no longer viable as of ``as_of_ms`` without any event
+        (an account that stopped posting). Like a batch, nothing is recorded until ``record``."""
+        verdict = Verdict()
+        writes = [StateWrite(account_id) for account_id in account_ids]
+        for write, view in zip(writes, self._views(writes)):
+            if view.viable and not self.rules.is_viable(view.account, view.post_count, view.latest_post_ms, as_of_ms):
+                verdict.viable_after[write.account_id] = False
+                reason = (f"no post within {self.rules.active_within_days} days" if view.account is not None
+                          else "account deleted")
+                verdict.decisions.append(AccountPurge(account_id=write.account_id, reason=reason, position=None))
+        return Sweep(as_of_ms, len(writes), verdict)
 
     def record(self, verdict: Verdict) -> None:
         set_viable_many = getattr(self.state, "set_viable_many", None)
@@ -220,7 +268,8 @@ class ViabilityFilter:
         post = change.record
         if change.op == "d":
             verdict.decisions.append(PostDelete(post_id=post.id, account_id=account_id, position=change.position))
-            self._transition(account_id, view, change.position, now_ms, verdict)
+            if self._transition(account_id, view, change.position, now_ms, verdict):
+                verdict.decisions += self._refill(view)
         elif self._transition(account_id, view, change.position, now_ms, verdict):
             verdict.decisions += self._forward(post, change.position, view)
 
@@ -238,6 +287,15 @@ class ViabilityFilter:
             reason = "account deleted" if view.account is None else "account no longer viable"
             verdict.decisions.append(AccountPurge(account_id=account_id, reason=reason, position=position))
         return viable
+
+    @staticmethod
+    def _refill(view: AccountView) -> list[Decision]:
+        """A deleted post left a viable account's N most recent: the next one takes its place. The
+        state knows that post's id, not its content, so the source is asked for the row again
+        (it arrives as a snapshot read and is forwarded like any post within the N). A delete of a
+        post the state does not know asks too: after a failed produce the batch is retried with the
+        post already removed, and one extra row read is cheaper than a post that never comes in."""
+        return [SnapshotRequest(post_ids=(view.refill,))] if view.refill is not None else []
 
     def _forward(self, post: PostRecord, position: SourcePosition, view: AccountView) -> list[Decision]:
         """Forward a viable account's post if it is among its N most recent; drop the one it displaces."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 from confluent_kafka import Message
@@ -33,9 +34,17 @@ from shared.events import (
 )
 from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
 from shared.index_registry import IndexRegistry, IndexVersion
-from shared.kafka import BatchLoop, BatchResult, OutboundMessage, ensure_topics, make_consumer, make_producer
+from shared.kafka import (
+    BatchLoop,
+    BatchResult,
+    OutboundMessage,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    produce_all,
+)
 from shared.logging import configure_logging, get_logger
-from shared.metrics import VIABILITY_DECISIONS
+from shared.metrics import SWEEP_AS_OF, SWEEP_CHECKED, SWEEP_PURGED, SWEEP_PURGED_TOTAL, VIABILITY_DECISIONS
 from shared.version_loops import VersionLoops
 
 log = get_logger("viability")
@@ -46,6 +55,10 @@ class ViabilitySettings(ServiceSettings):
     viability_min_posts: int = Field(20, description="Minimum number of posts of a viable account.")
     viability_active_within_days: int = Field(180, description="A viable account posted within this many days.")
     viability_max_posts_per_account: int = Field(20_000, description="Only the N most recent posts are indexed.")
+    viability_sweep_interval_s: float = Field(
+        300.0, gt=0, description="How often the viability loop re-evaluates the time rule (a post within N days) "
+        "over every viable account, purging those that went quiet without any event; events in between are "
+        "decided by the last sweep's clock, which replay verification uses too.")
 
     def rules(self) -> ViabilityRules:
         return ViabilityRules(
@@ -62,13 +75,42 @@ class ViabilityService:
         self.kafka = kafka
         self.decide = decide
         self.output_topic = output_topic or kafka.viable_posts_topic
+        self.as_of_ms: int | None = None  # the last completed sweep's clock (None: none yet, use now)
+
+    def clock_ms(self) -> int:
+        """What "now" is for the activity rule: the last sweep's clock, so an account crosses the
+        "within N days" line only at a sweep, exactly when replay verification's count moves."""
+        return self.as_of_ms if self.as_of_ms is not None else int(time.time() * 1000)
 
     def handle_batch(self, messages: list[Message]) -> BatchResult:
         result = BatchResult()
         changes = [c for c in result.parse_each(messages, self._parse) if c is not None]
-        verdict = self.decide.decide(changes, int(time.time() * 1000))
+        verdict = self.decide.decide(changes, self.clock_ms())
         result.outputs = [self._outbound(decision) for decision in verdict.decisions]
         result.after_durable.append(lambda: self.decide.record(verdict))
+        return result
+
+    def sweep(self, loop: str) -> BatchResult:
+        """Evaluate the time rule over every viable account as of now; its purges go out and its
+        transitions and clock are recorded like a batch's (``after_durable``, same thread as the
+        batches, so no batch writes the state in between)."""
+        state = self.decide.state
+        sweep = self.decide.sweep(state.viable_accounts(), int(time.time() * 1000))
+        result = BatchResult(outputs=[self._outbound(decision) for decision in sweep.verdict.decisions])
+
+        def record() -> None:
+            self.decide.record(sweep.verdict)
+            state.record_sweep(sweep.as_of_ms)
+            self.as_of_ms = sweep.as_of_ms
+            SWEEP_AS_OF.labels(loop=loop).set(sweep.as_of_ms / 1000)
+            SWEEP_CHECKED.labels(loop=loop).set(sweep.checked)
+            SWEEP_PURGED.labels(loop=loop).set(sweep.purged)
+            SWEEP_PURGED_TOTAL.labels(loop=loop).inc(sweep.purged)
+            if sweep.purged:
+                log.info("sweep purged accounts that went quiet", loop=loop, checked=sweep.checked,
+                         purged=sweep.purged)
+
+        result.after_durable.append(record)
         return result
 
     def _parse(self, message: Message) -> SourceChange | None:
@@ -79,9 +121,9 @@ class ViabilityService:
 
     def _outbound(self, decision) -> OutboundMessage:
         if isinstance(decision, SnapshotRequest):
-            VIABILITY_DECISIONS.labels(to="viable").inc()
-            value = incremental_snapshot_signal(self.kafka.source_database, "posts", "account_id",
-                                                list(decision.account_ids))
+            if decision.account_ids:
+                VIABILITY_DECISIONS.labels(to="viable").inc()
+            value = snapshot_request_signal(self.kafka.source_database, decision)
             # Debezium only acts on signals whose key is its topic.prefix. A replay's loop signals the
             # same source as the live one: the re-read rows land at the end of the CDC topics, which
             # the replay reads too, and the rows are current (a newer source position than anything
@@ -98,25 +140,60 @@ class ViabilityService:
         return OutboundMessage(self.output_topic, account_key(account_id or 0), encode(decision))
 
 
+def snapshot_request_signal(database: str, request: SnapshotRequest) -> bytes:
+    """The execute-snapshot signal of one request: the posts of its accounts, or its single posts (a
+    top-N refill after a delete). A request carries one kind (core.ViabilityFilter makes them so)."""
+    if request.post_ids:
+        return incremental_snapshot_signal(database, "posts", "id", list(request.post_ids))
+    return incremental_snapshot_signal(database, "posts", "account_id", list(request.account_ids))
+
+
+class SweepingBatchLoop(BatchLoop):
+    """The viability batch loop, which also runs the sweep when it is due, between two batches.
+
+    In the loop's own thread, so a sweep and a batch never interleave their state reads and
+    writes; a sweep that fails (Kafka or Redis down) raises like a batch and is retried first.
+    """
+
+    def __init__(self, *, sweep: Callable[[], BatchResult], sweep_interval_s: float, **loop_args) -> None:
+        super().__init__(**loop_args)
+        self.sweep = sweep
+        self.sweep_interval_s = sweep_interval_s
+        self.next_sweep = 0.0  # the first turn sweeps: it sets the clock events are decided by
+
+    def run_once(self) -> int:
+        if time.monotonic() >= self.next_sweep:
+            result = self.sweep()
+            if result.outputs:
+                produce_all(self.producer, result.outputs)
+            for hook in result.after_durable:
+                hook()
+            self.next_sweep = time.monotonic() + self.sweep_interval_s
+        return super().run_once()
+
+
 def viability_loop(kafka: KafkaSettings, redis_client: redis.Redis, rules: ViabilityRules, *, namespace: str,
-                   group: str, output_topic: str, stop: threading.Event, heartbeat: Heartbeat) -> BatchLoop:
+                   group: str, output_topic: str, stop: threading.Event, heartbeat: Heartbeat,
+                   sweep_interval_s: float | None = None, loop: str = "live") -> BatchLoop:
     inputs = [kafka.accounts_topic, kafka.posts_topic]
     ensure_topics(kafka, [*inputs, output_topic, kafka.signal_topic, *map(dlq_topic, inputs)])
     state = RedisViabilityState(redis_client, namespace=namespace)
     service = ViabilityService(kafka, ViabilityFilter(state, rules), output_topic)
-    return BatchLoop(service="viability", settings=kafka, consumer=make_consumer(kafka, group),
-                     producer=make_producer(kafka), topics=inputs, handle_batch=service.handle_batch, stop=stop,
-                     heartbeat=heartbeat)
+    return SweepingBatchLoop(service="viability", settings=kafka, consumer=make_consumer(kafka, group),
+                             producer=make_producer(kafka), topics=inputs, handle_batch=service.handle_batch,
+                             stop=stop, heartbeat=heartbeat, sweep=lambda: service.sweep(loop),
+                             sweep_interval_s=sweep_interval_s or ViabilitySettings().viability_sweep_interval_s)
 
 
 def replay_viability(kafka: KafkaSettings, redis_client: redis.Redis, registry: IndexRegistry,
-                     stop: threading.Event, heartbeat: Heartbeat) -> VersionLoops:
+                     stop: threading.Event, heartbeat: Heartbeat, sweep_interval_s: float) -> VersionLoops:
     """One more loop per whole-pipeline replay version, with that version's rules and state."""
 
     def build(version: IndexVersion, loop_stop: threading.Event) -> BatchLoop:
         return viability_loop(kafka, redis_client, ViabilityRules(**(version.viability_rules or {})),
                               namespace=version.viability_namespace, group=version.viability_group,
-                              output_topic=version.embed_from_topic, stop=loop_stop, heartbeat=heartbeat)
+                              output_topic=version.embed_from_topic, stop=loop_stop, heartbeat=heartbeat,
+                              sweep_interval_s=sweep_interval_s, loop=version.collection)
 
     def forget(version: IndexVersion) -> None:
         deleted = delete_state(redis_client, version.viability_namespace)
@@ -144,10 +221,10 @@ def main() -> None:
     }).start()
     registry = IndexRegistry(redis_client, kafka.topic_prefix, alias=VectorStoreSettings().posts_collection)
     delete_orphaned_states(kafka, redis_client, registry)
-    replay_viability(kafka, redis_client, registry, stop, heartbeat).start()
+    replay_viability(kafka, redis_client, registry, stop, heartbeat, settings.viability_sweep_interval_s).start()
     viability_loop(kafka, redis_client, settings.rules(), namespace=kafka.topic_prefix,
                    group=f"{kafka.topic_prefix}-viability", output_topic=kafka.viable_posts_topic, stop=stop,
-                   heartbeat=heartbeat).run()
+                   heartbeat=heartbeat, sweep_interval_s=settings.viability_sweep_interval_s).run()
 
 
 if __name__ == "__main__":

@@ -48,8 +48,10 @@ class RedisViabilityState:
         if post is not None:
             if post[1] is not None:
                 pipe.zadd(posts_key, {str(post[0]): post[1]})
-            else:
+            else:  # its rank before it goes: was it among the N most recent?
+                pipe.zrevrank(posts_key, str(post[0]))
                 pipe.zrem(posts_key, str(post[0]))
+                queued += 1
             queued += 1
         pipe.get(account_key)
         pipe.sismember(self._key("viable"), str(write.account_id))
@@ -59,6 +61,9 @@ class RedisViabilityState:
             pipe.zrevrank(posts_key, str(post[0]))
             pipe.zrevrange(posts_key, limit, limit)
             queued += 2
+        elif post is not None:
+            pipe.zrevrange(posts_key, limit - 1, limit - 1)  # the post that took a removed one's place
+            queued += 1
         return queued
 
     @staticmethod
@@ -66,17 +71,23 @@ class RedisViabilityState:
               accounts: dict[bytes, AccountRecord]) -> AccountView:
         """One change's view from its replies (the writes' replies come first)."""
         adding = write.post is not None and write.post[1] is not None
-        reads = replies[len(replies) - (6 if adding else 4):]
+        removing = write.post is not None and write.post[1] is None
+        reads = replies[len(replies) - (6 if adding else 5 if removing else 4):]
         raw, viable, count, latest = reads[:4]
-        rank = displaced = None
+        rank = displaced = refill = None
         if adding:
             rank = reads[4]
             if rank is not None and rank < limit and reads[5]:
                 displaced = int(reads[5][0])
+        if removing:
+            removed_rank = replies[len(replies) - 7]  # queued before the zrem
+            if (removed_rank is None or removed_rank < limit) and reads[4]:
+                refill = int(reads[4][0])
         account = None
         if raw:  # one account's posts often fill a batch: parse its record once
             account = accounts.get(raw) or accounts.setdefault(raw, AccountRecord.model_validate_json(raw))
-        return AccountView(account, bool(viable), count, int(latest[0][1]) if latest else None, rank, displaced)
+        return AccountView(account, bool(viable), count, int(latest[0][1]) if latest else None, rank, displaced,
+                           refill)
 
     def get_account(self, account_id: int) -> AccountRecord | None:
         raw = self.client.get(self._key("account", account_id))
@@ -120,6 +131,17 @@ class RedisViabilityState:
             for account_id, is_viable in viable.items():
                 (pipe.sadd if is_viable else pipe.srem)(self._key("viable"), str(account_id))
             pipe.execute()
+
+    def viable_accounts(self) -> list[int]:
+        return sorted(int(member) for member in self.client.smembers(self._key("viable")))
+
+    def record_sweep(self, as_of_ms: int) -> None:
+        """The clock of the last completed sweep: replay verification counts by it."""
+        self.client.set(self._key("swept_at"), as_of_ms)
+
+    def swept_at(self) -> int | None:
+        raw = self.client.get(self._key("swept_at"))
+        return int(raw) if raw is not None else None
 
     def set_viable(self, account_id: int, viable: bool) -> None:
         if viable:

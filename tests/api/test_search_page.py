@@ -169,4 +169,5 @@ def test_status_page_shows_the_pipeline(page: Page, live_url, keys):
     expect(page.locator("#index")).to_contain_text("Points")
     expect(page.locator("#spend")).to_contain_text("$")
     expect(page.locator("#freshness")).not_to_be_empty()
+    expect(page.locator("#sweep")).to_contain_text("Viability sweep")  # no viability /metrics here: "no run yet"
     page.screenshot(path=SHOTS / "6-status.png", full_page=True)

@@ -33,14 +33,15 @@ def test_pipelined_batch_views_equal_one_call_per_fact(infra):
         state.put_account(account(7, 50_000))
         state.set_viable(7, True)
     rng = random.Random(3)
-    compared = 0
+    compared = refills = 0
     for _ in range(40):
         writes = [random_write(rng) for _ in range(rng.randrange(1, 25))]
         limit = rng.choice([1, 5, 20])
         views = pipelined.apply_and_read(writes, limit)
         assert views == read_views(per_call, writes, limit)
         compared += len(views)
-    assert compared > 300
+        refills += sum(view.refill is not None for view in views)
+    assert compared > 300 and refills > 5  # removals from the N most recent were among them
     assert pipelined.apply_and_read([StateWrite(7)], 5) == read_views(per_call, [StateWrite(7)], 5)
     assert pipelined.apply_and_read([], 5) == []
 

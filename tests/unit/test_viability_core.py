@@ -103,6 +103,21 @@ def test_only_the_most_recent_posts_are_kept(viability):
     assert decisions[1].post_id == 0  # the oldest of the five kept so far (10 days), pushed out
 
 
+def test_deleting_one_of_the_most_recent_posts_asks_for_the_next_one(viability):
+    viability.on_account(change("r", "accounts", after=account()), NOW)
+    for i in range(8):  # post i is i+1 days old: posts 0-4 are the five kept
+        viability.on_post(change("r", "posts", after=post(i, age_days=i + 1)), NOW)
+    decisions = viability.on_post(change("d", "posts", before=post(1, age_days=2)), NOW)
+    assert decisions == [PostDelete(post_id=1, account_id=1, position=decisions[0].position),
+                         SnapshotRequest(post_ids=(5,))]
+    assert viability.on_post(change("d", "posts", before=post(7, age_days=8)), NOW)[1:] == []  # not kept: no refill
+    # Gone already (a retried batch removed it before its outputs failed): ask again, harmlessly.
+    assert viability.on_post(change("d", "posts", before=post(1, age_days=2)), NOW)[1:] == [SnapshotRequest(post_ids=(5,))]
+    viability.on_post(change("d", "posts", before=post(6, age_days=7)), NOW)
+    viability.on_post(change("d", "posts", before=post(5, age_days=6)), NOW)  # four left: none to take its place
+    assert viability.on_post(change("d", "posts", before=post(0, age_days=1)), NOW)[1:] == []
+
+
 def random_changes(seed: int, count: int) -> list[SourceChange]:
     """Accounts appearing, growing, shrinking and leaving, with their posts coming and going."""
     rng = random.Random(seed)
@@ -148,3 +163,19 @@ def test_a_transition_is_recorded_only_when_asked_so_a_retried_batch_sends_it_ag
     viability.record(retried)
     assert viability.state.was_viable(1)
     assert SnapshotRequest((1,)) not in viability.decide(changes, NOW).decisions
+
+
+def test_the_sweep_purges_viable_accounts_that_went_quiet_and_records_nothing_itself(viability):
+    for account_id, age in ((1, 29), (2, 5)):
+        viability.on_account(change("r", "accounts", after=account(account_id)), NOW)
+        for i in range(3):
+            viability.on_post(change("r", "posts", after=post(account_id * 10 + i, account_id, age_days=age)), NOW)
+    sweep = viability.sweep([1, 2], NOW)
+    assert (sweep.checked, sweep.purged, sweep.verdict.decisions) == (2, 0, [])
+    later = NOW + 2 * DAY_MS  # account 1's newest post is 31 days old now
+    sweep = viability.sweep([1, 2], later)
+    assert (sweep.checked, sweep.purged) == (2, 1)
+    assert sweep.verdict.decisions == [AccountPurge(account_id=1, reason="no post within 30 days", position=None)]
+    assert viability.state.was_viable(1)  # recorded only once the purge is durable
+    viability.record(sweep.verdict)
+    assert not viability.state.was_viable(1) and viability.sweep([2], later).purged == 0

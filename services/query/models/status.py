@@ -7,6 +7,15 @@ from pydantic import BaseModel, Field
 from shared.spend import LlmSpend
 
 
+class SweepStatus(BaseModel):
+    """The viability service's last sweep of its live loop (time-based transitions)."""
+
+    as_of_ms: int = Field(description="Clock of the last completed sweep; events are decided by it until the next.")
+    accounts_checked: int = Field(description="Viable accounts the last sweep evaluated.")
+    accounts_purged: int = Field(description="Accounts the last sweep purged (no post within N days).")
+    accounts_purged_total: int = Field(description="Accounts purged by sweeps since the service started.")
+
+
 class ServiceStatus(BaseModel):
     service: str
     consumer_group: str | None = Field(description="null for producers (cdc).")
@@ -18,6 +27,7 @@ class ServiceStatus(BaseModel):
     errors: int | None = Field(None, description="Dead letters plus cache failures it reported (when its metrics are reachable).")
     metrics: str = Field(description="Where its counters came from: a /metrics URL, 'in-process', or why none.")
     problem: str | None = None
+    sweep: SweepStatus | None = Field(None, description="viability only: its last sweep, from its /metrics.")
 
 
 class CacheStatus(BaseModel):

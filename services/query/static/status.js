@@ -17,6 +17,11 @@ function render(s) {
     el("td", { class: x.dlq_messages ? "bad" : "" }, fmt(x.dlq_messages)),
     el("td", { class: x.errors ? "bad" : "" }, fmt(x.errors)),
     el("td", {}, x.problem || x.metrics))));
+  const sweep = s.services.find((x) => x.sweep)?.sweep;
+  $("sweep").textContent = sweep
+    ? `Viability sweep as of ${new Date(sweep.as_of_ms).toLocaleTimeString()}: ${fmt(sweep.accounts_checked)} ` +
+      `accounts checked, ${fmt(sweep.accounts_purged)} purged (${fmt(sweep.accounts_purged_total)} since start).`
+    : "Viability sweep: no run reported yet.";
   const f = s.freshness;
   $("freshness").textContent = f.samples
     ? `Commit → searchable: p50 ${duration(f.p50_s)}, p95 ${duration(f.p95_s)}, max ${duration(f.max_s)} ` +
