@@ -75,7 +75,8 @@ class AccountSearch:
                clock: StageClock) -> AccountSearchResponse:
         flt = account_filter(body.filters, self.catalog)
         with clock.stage("embed"):
-            query = self.encoder.encode(body.query)
+            # embedded by the model of the collection searched: the summaries, else the posts version
+            query = self.encoder.encode(body.query, model_variant=(accounts or posts).model_variant)
         clock.embedding_cached = query.embedding_cached
         if accounts is not None:
             with clock.stage("search"):

@@ -25,7 +25,7 @@ from services.query.api.main import api_router
 from services.query.api.routes.pages import STATIC_DIR
 from services.query.active_collection import ActiveCollection
 from services.query.context import QueryContext
-from services.query.encoding import QueryEncoder
+from services.query.encoding import QueryEncoder, QueryModel
 from services.query.errors import install_error_handlers
 from services.query.posts import PostSearch
 from services.query.status import IN_PROCESS, PipelineStatus
@@ -76,8 +76,15 @@ def build_context(settings: QuerySettings) -> QueryContext:
     redis_settings = RedisSettings()
     redis_client = connect_redis(redis_settings.redis_url)
     cache_client = connect_redis(redis_settings.cache_url)
+
+    def load_query_model(variant: str) -> QueryModel:
+        """A replay's version built with another model (--model int8): loaded when first searched."""
+        other = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
+                                   intra_op_threads=model.embedding_threads, quantize=variant == "int8")
+        return other, EmbeddingCache(cache_client, other.model_id, name="query")
+
     encoder = QueryEncoder(embedder, EmbeddingCache(cache_client, embedder.model_id, name="query"), SparseEncoder(),
-                           recent=settings.query_recent_vectors)
+                           recent=settings.query_recent_vectors, load_model=load_query_model)
     store = open_store(store_settings)
     catalog = TaxonomyCatalog.load(settings.taxonomy_dir)
     posts = ActiveCollection(store, store_settings.posts_collection, open_registry(kafka, store_settings))

@@ -6,14 +6,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shared.auth import DataScope
+from shared.embedding import LIVE_MODEL_VARIANT
 from shared.vectorstore import FacetCount, ScoredPoint, SearchFilter, SparseVector, VectorStore, point_id
 
 
 class TenantIndex:
-    def __init__(self, store: VectorStore, collection: str, scope: DataScope) -> None:
+    def __init__(self, store: VectorStore, collection: str, scope: DataScope,
+                 model_variant: str = LIVE_MODEL_VARIANT) -> None:
         self.store = store
         self.collection = collection
         self.scope = scope
+        self.model_variant = model_variant  # the model this collection's vectors were made with: queries use it too
 
     def scoped(self, flt: SearchFilter | None = None) -> SearchFilter:
         return (flt or SearchFilter()).model_copy(update={

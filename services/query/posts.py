@@ -106,7 +106,8 @@ class PostSearch:
                                body.index_version)
         offset = decode_cursor(body.cursor, query_id, self.max_results - 1) if body.cursor else 0
         with clock.stage("embed"):
-            encoded = self.encoder.encode(body.query, dense=body.mode != "keyword", sparse=body.mode != "semantic")
+            encoded = self.encoder.encode(body.query, dense=body.mode != "keyword", sparse=body.mode != "semantic",
+                                          model_variant=index.model_variant)
         clock.embedding_cached = encoded.embedding_cached
         page = min(body.limit, self.max_results - offset)
         with clock.stage("search"):
