@@ -109,10 +109,10 @@ def main() -> None:
     redis_client = connect_redis(RedisSettings().redis_url)
     labeller = open_labeller(embedder.embed, redis_client)
     registry = open_registry(kafka, store_settings)
-    from services.classifier.feedback import start_feedback_learner  # corrections need the store's vectors
+    from services.classifier.feedback import TopicPublisher, start_feedback_learner  # needs the store's vectors
 
     start_feedback_learner(redis_client, store, lambda: registry.active() or store_settings.posts_collection,
-                           labeller, stop)
+                           labeller, TopicPublisher(kafka, registry), stop)
     try:
         IndexerSupervisor(kafka, store, registry, stop=stop, heartbeat=heartbeat, labeller=labeller).run()
     finally:

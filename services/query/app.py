@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
 from pydantic import Field
 
-from services.classifier.feedback import start_feedback_learner
+from services.classifier.feedback import TopicPublisher, start_feedback_learner
 from services.indexer.main import open_labeller, open_registry, open_store
 from services.indexer.supervisor import IndexerSupervisor
 from services.query.accounts import AccountSearch
@@ -141,7 +141,9 @@ def create_app(settings: QuerySettings | None = None, context: QueryContext | No
         if settings.query_run_indexer:
             built.indexer = start_indexer(built, stop)
             # Corrections need post vectors: the learner runs where the store is, like the indexer.
-            start_feedback_learner(built.redis, built.store, built.posts_collection.name, built.labeller, stop)
+            # Its label changes go through the indexer (one writer per point), as events on the version's topic.
+            publish = TopicPublisher(KafkaSettings(), built.posts_collection.registry)
+            start_feedback_learner(built.redis, built.store, built.posts_collection.name, built.labeller, publish, stop)
         summarizer = start_summarizer(built.store, built.posts.encoder.embedder, stop, built.catalog.is_enabled) \
             if settings.query_run_summarizer else None
         app.state.context = built

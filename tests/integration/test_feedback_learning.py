@@ -45,7 +45,8 @@ def world(infra, tmp_path, embedder):
     labeller = Tier1Labeller(TaxonomyCatalog.load(), embedder.embed, fewshot, refresh_s=3600)
     store = EdgeVectorStore(tmp_path / "edge")
     indexer = PostIndexer(store, "posts", 384, labeller)
-    learner = FeedbackLearner(client, store, lambda: "posts", labeller, fewshot)
+    # the learner's label events go to the indexer (here directly; in production through the keyed topic)
+    learner = FeedbackLearner(client, store, lambda: "posts", labeller, fewshot, indexer.apply)
     yield client, store, indexer, learner, labeller
     store.close()
     client.flushdb()
