@@ -5,7 +5,9 @@ group (at least once: an entry is acknowledged only after everything below is do
 step is idempotent):
 
 1. the corrected post's vector becomes a few-shot example of the right vertical, and stops being
-   one of the wrong vertical (``FewShotStore``), so tier 1 everywhere rebuilds within seconds;
+   one of the wrong vertical (``FewShotStore``), so tier 1 everywhere rebuilds within seconds; the
+   wrong vertical is remembered as "not this" for the post's text (content hash), so neither tier 1
+   nor an LLM gives that text the label again on a re-index;
 2. the post itself shows what the person said within a batch (tier "human": neither tier 1 nor an LLM
    overrides it while the text stays the same);
 3. its nearest neighbours, the posts a new example can change, are labelled again by the updated
@@ -114,12 +116,17 @@ class FeedbackLearner:
             FEEDBACK_APPLIED.labels(outcome="post_gone").inc()
             return
         vector = np.asarray(vectors[pid], dtype=np.float32)
+        [post] = self.store.retrieve(collection, [pid])
         self.fewshot.remove(feedback.taxonomy, feedback.vertical, feedback.post_id)
+        text_hash = post.payload.get("content_hash")
+        if text_hash:
+            self.fewshot.add_negative(feedback.taxonomy, feedback.vertical, feedback.post_id, text_hash)
         if feedback.correct_vertical is not None:
             self.fewshot.add(feedback.taxonomy, feedback.correct_vertical, feedback.post_id, vector,
                              at_ms=feedback.created_at_ms)
+            if text_hash:
+                self.fewshot.remove_negative(feedback.taxonomy, feedback.correct_vertical, text_hash)
         self.labeller.refresh()
-        [post] = self.store.retrieve(collection, [pid])
         correction = PostCorrection(
             post_id=feedback.post_id, account_id=post.payload.get("account_id", feedback.account_id or 0),
             taxonomy=feedback.taxonomy, taxonomy_version=self.labeller.versions().get(feedback.taxonomy, "1"),
@@ -138,7 +145,8 @@ class FeedbackLearner:
         vectors = self.store.dense_vectors(collection, [h.id for h in hits])
         hits = [h for h in hits if h.id in vectors and isinstance(h.payload.get("post_id"), int)
                 and isinstance(h.payload.get("account_id"), int) and h.payload.get("content_hash")]
-        fresh = self.labeller.labels(np.asarray([vectors[h.id] for h in hits], dtype=np.float32))
+        fresh = self.labeller.labels(np.asarray([vectors[h.id] for h in hits], dtype=np.float32),
+                                     [h.payload["content_hash"] for h in hits])
         return [PostRelabel(post_id=hit.payload["post_id"], account_id=hit.payload["account_id"],
                             content_hash=hit.payload["content_hash"], labels=labels)
                 for hit, labels in zip(hits, fresh, strict=True)]

@@ -47,7 +47,7 @@ LabelChange = PostCorrection | PostRelabel
 class Labeller(Protocol):
     """Tier-1 labels of post vectors, and the taxonomy versions they are decided with."""
 
-    def labels(self, vectors: np.ndarray) -> list[list[VerticalLabel]]: ...
+    def labels(self, vectors: np.ndarray, content_hashes: Sequence[str] | None = None) -> list[list[VerticalLabel]]: ...
     def versions(self) -> Mapping[str, str]: ...
 
 
@@ -167,7 +167,9 @@ def _label_upserts(steps: Sequence[WriteStep], labeller: Labeller) -> None:
     points = [point for step in steps for point in step.upserts.values()]
     if not points:
         return
-    labels = labeller.labels(np.asarray([p.vector for p in points], dtype=np.float32))
+    # with each text's hash: a label people corrected away from that text is not proposed again
+    labels = labeller.labels(np.asarray([p.vector for p in points], dtype=np.float32),
+                             [p.payload["content_hash"] for p in points])
     for point, point_labels in zip(points, labels, strict=True):
         point.payload = with_labels(point.payload, point_labels)
 
