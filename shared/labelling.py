@@ -34,6 +34,7 @@ class Tier1Labeller:
         self._revisions: dict[str, int] = {}
         self._checked_at = 0.0
         self._negatives: dict[str, dict[str, frozenset[str]]] = {}  # taxonomy -> content hash -> "not these"
+        self._classifiers: dict[str, VerticalClassifier] = {}
         self._classifiers = {t.name: self._build(t, self._revision(t)) for t in self.taxonomies}
 
     def versions(self) -> Mapping[str, str]:
@@ -93,6 +94,9 @@ class Tier1Labeller:
                 examples = self.fewshot.examples(taxonomy.name)
                 self._negatives[taxonomy.name] = self.fewshot.negatives(taxonomy.name)
             except redis.RedisError as exc:
-                log.warning("few-shot examples unavailable: prototypes only", error=str(exc))
+                # The revision is not recorded as loaded, so the next refresh tries again (recording it
+                # left the examples missing until the next correction moved the revision).
+                log.warning("few-shot examples unavailable: keeping the current ones, retrying", error=str(exc))
+                return self._classifiers.get(taxonomy.name) or VerticalClassifier.build(taxonomy, self.embed, {})
         self._revisions[taxonomy.name] = revision or 0
         return VerticalClassifier.build(taxonomy, self.embed, examples)
