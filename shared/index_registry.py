@@ -118,9 +118,10 @@ class IndexRegistry:
 
     def bootstrap(self, collection: str, source_topic: str, indexer_group: str) -> IndexVersion:
         """First start: register version 1 (the live pipeline) and point the alias at it."""
-        versions = self.versions()
+        # known before Redis is asked: a caller that survives Redis being down still knows the live version
         self.live = self.live or IndexVersion(collection=collection, version=1, source_topic=source_topic,
                                               indexer_group=indexer_group)
+        versions = self.versions()
         if not versions:
             self.register(self.live)
             versions = self.versions()
