@@ -31,6 +31,7 @@ import numpy as np
 import redis
 
 from services.indexer.core import post_point_id
+from shared.auth import DataScope
 from shared.config import KafkaSettings
 from shared.events import PostCorrection, PostRelabel, account_key, encode
 from shared.feedback import FEEDBACK_STREAM, VerticalFeedback
@@ -40,7 +41,7 @@ from shared.fewshot import FewShotStore
 from shared.labelling import Tier1Labeller
 from shared.logging import get_logger
 from shared.metrics import FEEDBACK_APPLIED
-from shared.vectorstore import VectorStore
+from shared.vectorstore import SearchFilter, VectorStore
 
 log = get_logger("feedback")
 GROUP = "feedback-learner"
@@ -117,8 +118,22 @@ class FeedbackLearner:
             return
         vector = np.asarray(vectors[pid], dtype=np.float32)
         [post] = self.store.retrieve(collection, [pid])
+        relabels = self.teach(feedback, post.payload, vector, collection, pid) if feedback.teaches else []
+        correction = PostCorrection(
+            post_id=feedback.post_id, account_id=post.payload.get("account_id", feedback.account_id or 0),
+            taxonomy=feedback.taxonomy, taxonomy_version=self.labeller.versions().get(feedback.taxonomy, "1"),
+            vertical=feedback.vertical, correct_vertical=feedback.correct_vertical)
+        self.publish([correction, *relabels])
+        FEEDBACK_APPLIED.labels(outcome="learned" if feedback.teaches else "post_only").inc()
+        log.info("correction learned", post_id=feedback.post_id, taxonomy=feedback.taxonomy, tenant=feedback.tenant,
+                 wrong=feedback.vertical, right=feedback.correct_vertical, relabelled=len(relabels))
+
+    def teach(self, feedback: VerticalFeedback, payload: dict, vector: np.ndarray, collection: str,
+              pid: str) -> list[PostRelabel]:
+        """Tier 1 learns from the correction (examples, "not X" for the text); returns the new labels of the
+        neighbours the corrector may see."""
         self.fewshot.remove(feedback.taxonomy, feedback.vertical, feedback.post_id)
-        text_hash = post.payload.get("content_hash")
+        text_hash = payload.get("content_hash")
         if text_hash:
             self.fewshot.add_negative(feedback.taxonomy, feedback.vertical, feedback.post_id, text_hash)
         if feedback.correct_vertical is not None:
@@ -127,19 +142,14 @@ class FeedbackLearner:
             if text_hash:
                 self.fewshot.remove_negative(feedback.taxonomy, feedback.correct_vertical, text_hash)
         self.labeller.refresh()
-        correction = PostCorrection(
-            post_id=feedback.post_id, account_id=post.payload.get("account_id", feedback.account_id or 0),
-            taxonomy=feedback.taxonomy, taxonomy_version=self.labeller.versions().get(feedback.taxonomy, "1"),
-            vertical=feedback.vertical, correct_vertical=feedback.correct_vertical)
-        relabels = self.relabel_neighbours(collection, vector, exclude=pid)
-        self.publish([correction, *relabels])
-        FEEDBACK_APPLIED.labels(outcome="learned").inc()
-        log.info("correction learned", post_id=feedback.post_id, taxonomy=feedback.taxonomy,
-                 wrong=feedback.vertical, right=feedback.correct_vertical, relabelled=len(relabels))
+        return self.relabel_neighbours(collection, vector, exclude=pid, scope=feedback.data_scope)
 
-    def relabel_neighbours(self, collection: str, vector: np.ndarray, exclude: str) -> list[PostRelabel]:
-        """New tier-1 labels of the posts nearest the corrected one (applied by the indexer)."""
-        hits = [h for h in self.store.search(collection, vector, limit=NEIGHBOURS + 1) if h.id != exclude]
+    def relabel_neighbours(self, collection: str, vector: np.ndarray, exclude: str,
+                           scope: DataScope | None = None) -> list[PostRelabel]:
+        """New tier-1 labels of the posts nearest the corrected one (applied by the indexer), among the posts
+        ``scope`` sees (a tenant's correction never relabels another tenant's posts)."""
+        visible = SearchFilter(tenant_account_id=scope.account_ids, tenant_platform=scope.platforms) if scope else None
+        hits = [h for h in self.store.search(collection, vector, limit=NEIGHBOURS + 1, flt=visible) if h.id != exclude]
         if not hits:
             return []
         vectors = self.store.dense_vectors(collection, [h.id for h in hits])

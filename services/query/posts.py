@@ -100,8 +100,12 @@ class PostSearch:
         # query, so pages never overlap or skip; deeper pages are refused (refine the filters instead).
         self.max_results = max_results
 
+    def visible(self, index: TenantIndex) -> TaxonomyCatalog:
+        """The taxonomies the searching tenant sees: filters, labels and facets of others' are not its business."""
+        return index.catalog or self.catalog
+
     def search(self, body: PostSearchRequest, index: TenantIndex, clock: StageClock) -> PostSearchResponse:
-        flt = post_filter(body.filters, self.catalog)
+        flt = post_filter(body.filters, self.visible(index))
         query_id = fingerprint(normalise(body.query), body.mode, body.filters.model_dump(mode="json"),
                                body.index_version)
         offset = decode_cursor(body.cursor, query_id, self.max_results - 1) if body.cursor else 0
@@ -114,7 +118,7 @@ class PostSearch:
             # One more than the page: tells whether a next page exists without counting.
             points = rank(index, body.mode, encoded, page + 1, flt, offset, self.max_results)
         with clock.stage("fetch"):
-            hits = to_hits(points[:page], self.catalog)
+            hits = to_hits(points[:page], self.visible(index))
             facets = self.facets(index, flt, body.facets) if body.cursor is None and body.facets else None
         more = len(points) > page and offset + page < self.max_results
         return PostSearchResponse(mode=body.mode, results=hits, facets=facets, timings=clock.timings(),
@@ -130,13 +134,13 @@ class PostSearch:
             counts = index.facet("vertical_labels", flt.without("verticals"), FACET_LIMIT)
             labels = [(split_label_key(str(c.value)), c.count) for c in counts]
             facets.vertical = [VerticalCount(taxonomy=t, vertical=v, count=n) for (t, v), n in labels
-                               if self.catalog.is_enabled(t, v)]
+                               if self.visible(index).is_enabled(t, v)]
         return facets
 
     def get(self, post_id: int, index: TenantIndex, clock: StageClock) -> PostHit:
         with clock.stage("fetch"):
             point = index.get("post", post_id)
-        hit = to_hit(point, self.catalog) if point else None
+        hit = to_hit(point, self.visible(index)) if point else None
         if hit is None:
             raise not_found(f"post {post_id}")
         return hit
@@ -150,5 +154,5 @@ class PostSearch:
         with clock.stage("search"):
             points = index.semantic(vector, limit, SearchFilter(exclude_ids=[point.id]))
         with clock.stage("fetch"):
-            hits = to_hits(points, self.catalog)
+            hits = to_hits(points, self.visible(index))
         return SimilarPostsResponse(post_id=post_id, results=hits, timings=clock.timings())

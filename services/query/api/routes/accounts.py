@@ -17,7 +17,7 @@ router = APIRouter(tags=["accounts"], responses=KEYED_RESPONSES)
 def search_accounts(body: AccountSearchRequest, clock: Clock, context: ContextDep, key: SearchKey,
                     posts: PostsIndex, response: Response) -> AccountSearchResponse:
     """Creators by topic: over account summaries when they exist, else by their best matching posts."""
-    result = context.accounts.search(body, posts, context.accounts_index(key.data_scope, posts.collection), clock)
+    result = context.accounts.search(body, posts, context.accounts_index(key.data_scope, posts.collection, key.tenant), clock)
     clock.report("search_accounts", response, result.timings)
     return result
 
@@ -26,6 +26,6 @@ def search_accounts(body: AccountSearchRequest, clock: Clock, context: ContextDe
 def get_account(account_id: Annotated[int, Path(ge=0, le=INT64_MAX)], clock: Clock, context: ContextDep,
                 key: SearchKey, posts: PostsIndex, response: Response) -> AccountDetail:
     """An account with its summary (null until summarized), verticals and most viewed posts."""
-    result = context.accounts.detail(account_id, posts, context.accounts_index(key.data_scope, posts.collection), clock)
+    result = context.accounts.detail(account_id, posts, context.accounts_index(key.data_scope, posts.collection, key.tenant), clock)
     clock.report("get_account", response, result.timings)
     return result
