@@ -253,7 +253,6 @@ class PostIndexer:
             step.deletes.discard(pid)
             INDEX_OPERATIONS.labels(op="stale_skipped").inc()
 
-
     def _apply_label_changes(self, changes: Sequence[LabelChange], versions: Mapping[str, str]) -> None:
         """People's corrections and neighbours' new tier-1 labels, on the payloads as stored now (after
         this step's own writes): this loop is the only writer of the points, so nothing comes between."""
