@@ -56,7 +56,7 @@ from shared.config import (
     ServiceSettings,
     VectorStoreSettings,
 )
-from shared.embedding import embedding_model_id, load_text_embedder
+from shared.embedding import LIVE_MODEL_VARIANT, embedding_model_id, load_text_embedder
 from shared.events import (
     EmbeddedPostUpsert,
     MalformedEvent,
@@ -95,9 +95,11 @@ def plan_version(kafka: KafkaSettings, registry: IndexRegistry, stage: str, mode
     number = registry.next_version()
     collection = f"{registry.alias}_v{number}"
     if stage == "index":
+        # Its vectors are the live embedder's (read from the live embedded topic): that is the model
+        # search must embed its queries with, whatever --model says.
         return IndexVersion(collection=collection, version=number, stage="index",
                             source_topic=kafka.embedded_posts_topic, indexer_group=f"{kafka.topic_prefix}-indexer-{collection}",
-                            model_variant=model_variant)
+                            model_variant=LIVE_MODEL_VARIANT)
     embed = IndexVersion(
         collection=collection, version=number, stage="embed",
         source_topic=f"{kafka.embedded_posts_topic}.{collection}",

@@ -247,13 +247,44 @@ class PostLabels(_Model):
     model: str
 
 
+class PostCorrection(_Model):
+    """A person said ``vertical`` is wrong for this post (and maybe what is right), in one taxonomy.
+
+    Published by the feedback learner on the embedded-posts topic keyed by account like the post's other
+    events, so the indexer is the only writer of a post's point: a correction can no longer be lost
+    between the indexer's read of a payload and its write of the whole point.
+    """
+
+    kind: Literal["post.correction"] = "post.correction"
+    post_id: int
+    account_id: int
+    taxonomy: str
+    taxonomy_version: str
+    vertical: str
+    correct_vertical: str | None = None
+
+
+class PostRelabel(_Model):
+    """New tier-1 labels for a post after the few-shot examples moved (the feedback learner relabels a
+    correction's neighbours). Applied by the indexer while the post's text is still ``content_hash``;
+    a person's and an LLM's labels of current taxonomy versions stay."""
+
+    kind: Literal["post.relabel"] = "post.relabel"
+    post_id: int
+    account_id: int
+    content_hash: str
+    labels: list[VerticalLabel]
+
+
 PipelineEvent = Annotated[
-    Union[PostUpsert, EmbeddedPostUpsert, PostDelete, AccountPurge, PostLabels], Field(discriminator="kind")
+    Union[PostUpsert, EmbeddedPostUpsert, PostDelete, AccountPurge, PostLabels, PostCorrection, PostRelabel],
+    Field(discriminator="kind"),
 ]
 _pipeline_event = TypeAdapter(PipelineEvent)
 
 
-def parse_pipeline_event(raw: bytes | None) -> PostUpsert | EmbeddedPostUpsert | PostDelete | AccountPurge | PostLabels:
+def parse_pipeline_event(raw: bytes | None) -> (PostUpsert | EmbeddedPostUpsert | PostDelete | AccountPurge | PostLabels
+                                                | PostCorrection | PostRelabel):
     if raw is None:
         raise MalformedEvent("empty pipeline event")
     try:
@@ -265,7 +296,8 @@ def parse_pipeline_event(raw: bytes | None) -> PostUpsert | EmbeddedPostUpsert |
 EMBEDDING_DIM = 384  # all-MiniLM-L6-v2
 
 
-def parse_embedded_topic_event(raw: bytes | None) -> EmbeddedPostUpsert | PostDelete | AccountPurge | PostLabels:
+def parse_embedded_topic_event(raw: bytes | None) -> (EmbeddedPostUpsert | PostDelete | AccountPurge | PostLabels
+                                                      | PostCorrection | PostRelabel):
     """An event of the embedded-posts topic, checked as each of its readers (indexer, classifier,
     summarizer) needs it: a vector of the model's dimension, never a post without one."""
     event = parse_pipeline_event(raw)

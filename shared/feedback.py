@@ -12,6 +12,8 @@ import time
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.auth import DataScope
+
 FEEDBACK_STREAM = "feedback:verticals"
 MAX_ENTRIES = 1_000_000  # approximate cap (XADD MAXLEN ~): months of corrections, bounded memory
 
@@ -29,6 +31,11 @@ class VerticalFeedback(BaseModel):
     vertical: str = Field(description="The label that was shown and is wrong.")
     correct_vertical: str | None = Field(None, description="The right label, when the person said.")
     comment: str | None = None
+    # Whether it may change tier 1 beyond this post (few-shot examples, "not X" memory, neighbours): a
+    # tenant restricted to some posts teaches only its own taxonomies, never the shared ones.
+    teaches: bool = True
+    data_scope: DataScope | None = Field(None, description="What the corrector sees: neighbours relabelled "
+                                         "by its correction are taken only from these posts (None = all).")
     created_at_ms: int = Field(default_factory=lambda: int(time.time() * 1000))
 
 

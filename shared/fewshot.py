@@ -4,6 +4,10 @@ A correction ("post 42 is beauty, not fashion") stores post 42's vector as an ex
 and removes it from fashion's examples. Classifiers add these vectors to the vertical's
 prototypes; a revision counter per taxonomy tells every process when to rebuild, so a correction
 changes tier 1 everywhere within seconds, without a redeploy.
+
+A correction also remembers "not <vertical>" for the post's text (its content hash): re-indexing the
+same text must not bring the wrong label back, whether tier 1 or an LLM proposes it. A later
+correction saying the text *is* that vertical lifts it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ class FewShotStore:
 
     def _order_key(self, taxonomy: str, vertical: str) -> str:
         return f"{self.namespace}:{taxonomy}:order:{vertical}"  # zset of post ids by time added
+
+    def _negatives_key(self, taxonomy: str) -> str:
+        return f"{self.namespace}:{taxonomy}:negatives"  # hash "<content hash>|<vertical>" -> post id
 
     def _revision_key(self, taxonomy: str) -> str:
         return f"{self.namespace}:{taxonomy}:revision"
@@ -50,6 +57,27 @@ class FewShotStore:
         if removed:
             self.client.incr(self._revision_key(taxonomy))
         return bool(removed)
+
+    def add_negative(self, taxonomy: str, vertical: str, post_id: int, text_hash: str) -> None:
+        """Remember that the text ``text_hash`` is not ``vertical`` (idempotent)."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._negatives_key(taxonomy), f"{text_hash}|{vertical}", str(post_id))
+            pipe.incr(self._revision_key(taxonomy))
+            pipe.execute()
+
+    def remove_negative(self, taxonomy: str, vertical: str, text_hash: str) -> bool:
+        removed = self.client.hdel(self._negatives_key(taxonomy), f"{text_hash}|{vertical}")
+        if removed:
+            self.client.incr(self._revision_key(taxonomy))
+        return bool(removed)
+
+    def negatives(self, taxonomy: str) -> dict[str, frozenset[str]]:
+        """Content hash -> the verticals people said that text is not."""
+        grouped: dict[str, set[str]] = defaultdict(set)
+        for field in self.client.hkeys(self._negatives_key(taxonomy)):
+            text_hash, vertical = field.decode().split("|", 1)
+            grouped[text_hash].add(vertical)
+        return {text_hash: frozenset(verticals) for text_hash, verticals in grouped.items()}
 
     def examples(self, taxonomy: str) -> dict[str, np.ndarray]:
         """Vertical -> (k, dim) example vectors."""

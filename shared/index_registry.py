@@ -5,6 +5,10 @@ indexer (for a re-embedding replay also the embedder, for a whole-pipeline repla
 to run one more consumer loop for it, and tells the query service which collection the ``posts``
 alias points at. Switching the alias is one Redis SET, so every reader moves at once; rollback is
 the same SET back.
+
+Transitions are atomic (WATCH/MULTI: a transaction that saw a watched key change is retried): a point
+report never rewrites a version dropped meanwhile, a drop never removes the version the alias was just
+switched to, and a switch never points the alias at a version dropped meanwhile.
 """
 
 from __future__ import annotations
@@ -57,15 +61,28 @@ class IndexRegistry:
             self.client.set(self._last_number_key, version.version)
 
     def report_points(self, collection: str, points: int) -> None:
-        version = self.versions().get(collection)
-        if version is not None:
-            updated = version.model_copy(update={"points": points, "points_updated_ms": int(time.time() * 1000)})
-            self.client.hset(self._versions_key, collection, updated.model_dump_json())
+        """Rewrite the version's record with its point count, unless it is no longer registered."""
+
+        def rewrite(pipe: redis.client.Pipeline) -> None:
+            raw = pipe.hget(self._versions_key, collection)
+            if raw is None:
+                return  # dropped: a report must not register it again
+            updated = IndexVersion.model_validate_json(raw).model_copy(
+                update={"points": points, "points_updated_ms": int(time.time() * 1000)})
+            pipe.multi()
+            pipe.hset(self._versions_key, collection, updated.model_dump_json())
+
+        self.client.transaction(rewrite, self._versions_key)
 
     def drop(self, collection: str) -> None:
-        if collection == self.active():
-            raise ValueError(f"{collection} is the active version; switch the alias first")
-        self.client.hdel(self._versions_key, collection)
+        def remove(pipe: redis.client.Pipeline) -> None:
+            active = pipe.get(self._alias_key)
+            if active is not None and active.decode() == collection:
+                raise ValueError(f"{collection} is the active version; switch the alias first")
+            pipe.multi()
+            pipe.hdel(self._versions_key, collection)
+
+        self.client.transaction(remove, self._alias_key)
 
     def next_version(self) -> int:
         """Never a dropped version's number again: its topics, consumer groups and shard directory
@@ -85,22 +102,26 @@ class IndexRegistry:
 
     def switch(self, collection: str) -> str | None:
         """Point the alias at ``collection``; returns what it pointed at before."""
-        if collection not in self.versions():
-            raise ValueError(f"unknown index version {collection!r}")
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.get(self._alias_key)
+        def point(pipe: redis.client.Pipeline) -> str | None:
+            if not pipe.hexists(self._versions_key, collection):
+                raise ValueError(f"unknown index version {collection!r}")
+            old = pipe.get(self._alias_key)
+            old_name = old.decode() if old else None
+            pipe.multi()
             pipe.set(self._alias_key, collection)
-            old, _ = pipe.execute()
-        old_name = old.decode() if old else None
-        if old_name and old_name != collection:
-            self.client.set(self._previous_key, old_name)
-        return old_name
+            if old_name and old_name != collection:
+                pipe.set(self._previous_key, old_name)
+            return old_name
+
+        # the versions hash is watched too: a drop between the check and the SET makes it start over
+        return self.client.transaction(point, self._versions_key, self._alias_key, value_from_callable=True)
 
     def bootstrap(self, collection: str, source_topic: str, indexer_group: str) -> IndexVersion:
         """First start: register version 1 (the live pipeline) and point the alias at it."""
-        versions = self.versions()
+        # known before Redis is asked: a caller that survives Redis being down still knows the live version
         self.live = self.live or IndexVersion(collection=collection, version=1, source_topic=source_topic,
                                               indexer_group=indexer_group)
+        versions = self.versions()
         if not versions:
             self.register(self.live)
             versions = self.versions()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import redis
@@ -33,6 +33,8 @@ class Tier1Labeller:
         self._lock = threading.Lock()
         self._revisions: dict[str, int] = {}
         self._checked_at = 0.0
+        self._negatives: dict[str, dict[str, frozenset[str]]] = {}  # taxonomy -> content hash -> "not these"
+        self._classifiers: dict[str, VerticalClassifier] = {}
         self._classifiers = {t.name: self._build(t, self._revision(t)) for t in self.taxonomies}
 
     def versions(self) -> Mapping[str, str]:
@@ -46,8 +48,19 @@ class Tier1Labeller:
         per_taxonomy = [c.classify(vectors) for c in classifiers]
         return [list(results) for results in zip(*per_taxonomy, strict=True)]
 
-    def labels(self, vectors: np.ndarray) -> list[list[VerticalLabel]]:
-        return [[label for result in results for label in result.labels] for results in self.results(vectors)]
+    def labels(self, vectors: np.ndarray, content_hashes: Sequence[str] | None = None) -> list[list[VerticalLabel]]:
+        """Per post its labels in every taxonomy; with the posts' content hashes, without any label a person
+        said that text does not have."""
+        labels = [[label for result in results for label in result.labels] for results in self.results(vectors)]
+        if content_hashes is None:
+            return labels
+        return [self.without_negated(post_labels, text_hash)
+                for post_labels, text_hash in zip(labels, content_hashes, strict=True)]
+
+    def without_negated(self, labels: Sequence[VerticalLabel], content_hash: str) -> list[VerticalLabel]:
+        """``labels`` less those people corrected away for this text (any tier proposing them: tier 1, an LLM)."""
+        return [label for label in labels
+                if label.vertical not in self._negatives.get(label.taxonomy, {}).get(content_hash, ())]
 
     def refresh(self) -> None:
         """Rebuild the classifiers whose examples changed (also called by the feedback learner)."""
@@ -79,7 +92,11 @@ class Tier1Labeller:
         if self.fewshot is not None and revision:
             try:
                 examples = self.fewshot.examples(taxonomy.name)
+                self._negatives[taxonomy.name] = self.fewshot.negatives(taxonomy.name)
             except redis.RedisError as exc:
-                log.warning("few-shot examples unavailable: prototypes only", error=str(exc))
+                # The revision is not recorded as loaded, so the next refresh tries again (recording it
+                # left the examples missing until the next correction moved the revision).
+                log.warning("few-shot examples unavailable: keeping the current ones, retrying", error=str(exc))
+                return self._classifiers.get(taxonomy.name) or VerticalClassifier.build(taxonomy, self.embed, {})
         self._revisions[taxonomy.name] = revision or 0
         return VerticalClassifier.build(taxonomy, self.embed, examples)

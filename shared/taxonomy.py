@@ -1,6 +1,8 @@
 """Taxonomies of verticals as data: one YAML file per taxonomy under config/taxonomies/.
 
-Every client company may have its own taxonomy; several live side by side. A vertical can be
+Every client company may have its own taxonomy; several live side by side. A taxonomy with a
+``tenant`` belongs to that tenant (the tenant of its API keys): only its keys see it, filter by it and
+correct it; one without is shared by every key. A vertical can be
 switched off (``enabled: false``) without deleting its labels from the index. The label contract
 in post payloads, written by the classifier (a later service) and read by the query API:
 
@@ -45,6 +47,8 @@ class Taxonomy(BaseModel):
     # a replay can tell which labels are stale and caches never mix versions.
     version: str = Field("1", pattern=r"^[A-Za-z0-9._-]{1,32}$")
     description: str = ""
+    tenant: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                               description="The tenant (of API keys) it belongs to; none = shared by every tenant.")
     verticals: list[Vertical] = Field(min_length=1)
     # Posts that belong to none of the verticals (greetings, giveaways, schedule news): tier 1 gives
     # no label to a post closer to these than to every vertical. Empty = every post gets its best.
@@ -87,6 +91,7 @@ class TaxonomyCatalog:
 
     def __init__(self, taxonomies: Iterable[Taxonomy]) -> None:
         self._by_name = {t.name: t for t in taxonomies}
+        self._views: dict[str | None, TaxonomyCatalog] = {}
 
     @classmethod
     def load(cls, directory: Path = DEFAULT_TAXONOMY_DIR) -> TaxonomyCatalog:
@@ -104,6 +109,14 @@ class TaxonomyCatalog:
     def is_enabled(self, taxonomy: str, vertical: str) -> bool:
         found = self.get(taxonomy)
         return found is not None and vertical in found.enabled_names()
+
+    def visible_to(self, tenant: str | None) -> TaxonomyCatalog:
+        """The shared taxonomies and ``tenant``'s own: what its keys list, filter by, see labels of and correct."""
+        view = self._views.get(tenant)
+        if view is None:
+            view = TaxonomyCatalog(t for t in self._by_name.values() if t.tenant is None or t.tenant == tenant)
+            self._views[tenant] = view
+        return view
 
 
 def _load_file(path: Path) -> Taxonomy:

@@ -17,12 +17,13 @@ import numpy as np
 
 from services.classifier.llm_tier import PostToLabel, TierTwoResult
 from shared.events import EmbeddedPostUpsert, PostLabels, content_hash
-from shared.taxonomy import Taxonomy
+from shared.taxonomy import Taxonomy, VerticalLabel
 from shared.verticals import TierOneResult
 
 
 class TierOne(Protocol):
     def results(self, vectors: np.ndarray) -> list[list[TierOneResult]]: ...
+    def without_negated(self, labels: Sequence[VerticalLabel], content_hash: str) -> list[VerticalLabel]: ...
 
 
 class TierTwo(Protocol):
@@ -78,8 +79,9 @@ class PostClassifier:
         answer = self.tier_two.classify(taxonomy, asked)
         batch.failed[taxonomy.name] = len(answer.failed)
         return [
+            # an LLM's answer (fresh or cached) is not allowed to give back a label people corrected away
             PostLabels(post_id=post_id, account_id=posts[post_id].post.account_id, content_hash=hashes[post_id],
-                       taxonomy=taxonomy.name, taxonomy_version=taxonomy.version, labels=labels,
-                       model=self.tier_two_model)
+                       taxonomy=taxonomy.name, taxonomy_version=taxonomy.version,
+                       labels=self.tier_one.without_negated(labels, hashes[post_id]), model=self.tier_two_model)
             for post_id, labels in answer.labels.items() if post_id in posts
         ]

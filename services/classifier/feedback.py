@@ -5,11 +5,18 @@ group (at least once: an entry is acknowledged only after everything below is do
 step is idempotent):
 
 1. the corrected post's vector becomes a few-shot example of the right vertical, and stops being
-   one of the wrong vertical (``FewShotStore``), so tier 1 everywhere rebuilds within seconds;
-2. the post itself shows what the person said at once (tier "human": neither tier 1 nor an LLM
+   one of the wrong vertical (``FewShotStore``), so tier 1 everywhere rebuilds within seconds; the
+   wrong vertical is remembered as "not this" for the post's text (content hash), so neither tier 1
+   nor an LLM gives that text the label again on a re-index;
+2. the post itself shows what the person said within a batch (tier "human": neither tier 1 nor an LLM
    overrides it while the text stays the same);
 3. its nearest neighbours, the posts a new example can change, are labelled again by the updated
    tier 1. A full reprocess of everything is a replay (``make replay ARGS="--stage index"``).
+
+Steps 2 and 3 are not written to the store here: they are published as ``post.correction`` and
+``post.relabel`` events on the searched version's embedded-posts topic, keyed by account, and the
+indexer applies them. One writer per point: a correction written between the indexer's read of a
+payload and its write of the whole point would otherwise be lost.
 
 It needs the post vectors, so it runs where the vector store is: in the query process with the
 in-process engine (like the indexer), or beside the indexer with a Qdrant server.
@@ -23,14 +30,18 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import redis
 
-from services.indexer.core import keep_second_opinions, post_point_id, replace_taxonomy_labels, stored_labels
+from services.indexer.core import post_point_id
+from shared.auth import DataScope
+from shared.config import KafkaSettings
+from shared.events import PostCorrection, PostRelabel, account_key, encode
 from shared.feedback import FEEDBACK_STREAM, VerticalFeedback
+from shared.index_registry import IndexRegistry
+from shared.kafka import OutboundMessage, make_producer, produce_all
 from shared.fewshot import FewShotStore
 from shared.labelling import Tier1Labeller
 from shared.logging import get_logger
 from shared.metrics import FEEDBACK_APPLIED
-from shared.taxonomy import VerticalLabel, verticals_payload
-from shared.vectorstore import VectorStore
+from shared.vectorstore import SearchFilter, VectorStore
 
 log = get_logger("feedback")
 GROUP = "feedback-learner"
@@ -38,25 +49,37 @@ NEIGHBOURS = 200  # posts relabelled around each correction: those a new example
 BLOCK_MS = 1000  # a stream read waits this long for news: under the Redis client's 2 s socket timeout
 
 
-def apply_correction(labels: Sequence[VerticalLabel], feedback: VerticalFeedback, version: str) -> list[VerticalLabel]:
-    """The post's labels after a person said ``vertical`` is wrong (and maybe what is right): the wrong
-    one goes, the right one is added as the person's; the taxonomy's other labels stay."""
-    dropped = {feedback.vertical, feedback.correct_vertical}
-    kept = [label for label in labels if label.taxonomy == feedback.taxonomy and label.vertical not in dropped]
-    if feedback.correct_vertical is not None:
-        kept.append(VerticalLabel(taxonomy=feedback.taxonomy, vertical=feedback.correct_vertical, confidence=1.0,
-                                  version=version, tier="human"))
-    return replace_taxonomy_labels(labels, feedback.taxonomy, kept)
+LabelEvents = Callable[[Sequence[PostCorrection | PostRelabel]], None]  # durably published when it returns
+
+
+class TopicPublisher:
+    """Label events onto the embedded-posts topic of the version search reads (the indexer of that version
+    reads it), keyed by account like the posts' other events; returns once the broker has them."""
+
+    def __init__(self, kafka: KafkaSettings, registry: IndexRegistry) -> None:
+        self.kafka = kafka
+        self.registry = registry
+        self.producer = make_producer(kafka)
+
+    def topic(self) -> str:
+        active = self.registry.versions().get(self.registry.active() or self.registry.alias)
+        return active.source_topic if active else self.kafka.embedded_posts_topic
+
+    def __call__(self, events: Sequence[PostCorrection | PostRelabel]) -> None:
+        topic = self.topic()
+        produce_all(self.producer, [OutboundMessage(topic, account_key(e.account_id), encode(e)) for e in events])
 
 
 class FeedbackLearner:
     def __init__(self, client: redis.Redis, store: VectorStore, collection: Callable[[], str],
-                 labeller: Tier1Labeller, fewshot: FewShotStore, *, consumer: str = "learner-1") -> None:
+                 labeller: Tier1Labeller, fewshot: FewShotStore, publish: LabelEvents, *,
+                 consumer: str = "learner-1") -> None:
         self.client = client
         self.store = store
         self.collection = collection  # the active posts version, read per correction
         self.labeller = labeller
         self.fewshot = fewshot
+        self.publish = publish  # the post's and its neighbours' new labels go to the indexer, never to the store
         self.consumer = consumer
 
     def run(self, stop: threading.Event) -> None:
@@ -94,32 +117,49 @@ class FeedbackLearner:
             FEEDBACK_APPLIED.labels(outcome="post_gone").inc()
             return
         vector = np.asarray(vectors[pid], dtype=np.float32)
+        [post] = self.store.retrieve(collection, [pid])
+        relabels = self.teach(feedback, post.payload, vector, collection, pid) if feedback.teaches else []
+        correction = PostCorrection(
+            post_id=feedback.post_id, account_id=post.payload.get("account_id", feedback.account_id or 0),
+            taxonomy=feedback.taxonomy, taxonomy_version=self.labeller.versions().get(feedback.taxonomy, "1"),
+            vertical=feedback.vertical, correct_vertical=feedback.correct_vertical)
+        self.publish([correction, *relabels])
+        FEEDBACK_APPLIED.labels(outcome="learned" if feedback.teaches else "post_only").inc()
+        log.info("correction learned", post_id=feedback.post_id, taxonomy=feedback.taxonomy, tenant=feedback.tenant,
+                 wrong=feedback.vertical, right=feedback.correct_vertical, relabelled=len(relabels))
+
+    def teach(self, feedback: VerticalFeedback, payload: dict, vector: np.ndarray, collection: str,
+              pid: str) -> list[PostRelabel]:
+        """Tier 1 learns from the correction (examples, "not X" for the text); returns the new labels of the
+        neighbours the corrector may see."""
         self.fewshot.remove(feedback.taxonomy, feedback.vertical, feedback.post_id)
+        text_hash = payload.get("content_hash")
+        if text_hash:
+            self.fewshot.add_negative(feedback.taxonomy, feedback.vertical, feedback.post_id, text_hash)
         if feedback.correct_vertical is not None:
             self.fewshot.add(feedback.taxonomy, feedback.correct_vertical, feedback.post_id, vector,
                              at_ms=feedback.created_at_ms)
+            if text_hash:
+                self.fewshot.remove_negative(feedback.taxonomy, feedback.correct_vertical, text_hash)
         self.labeller.refresh()
-        version = self.labeller.versions().get(feedback.taxonomy, "1")
-        [post] = self.store.retrieve(collection, [pid])
-        self.store.set_payloads(collection, {pid: verticals_payload(apply_correction(
-            stored_labels(post.payload), feedback, version))})
-        relabelled = self.relabel_neighbours(collection, vector, exclude=pid)
-        FEEDBACK_APPLIED.labels(outcome="learned").inc()
-        log.info("correction learned", post_id=feedback.post_id, taxonomy=feedback.taxonomy,
-                 wrong=feedback.vertical, right=feedback.correct_vertical, relabelled=relabelled)
+        return self.relabel_neighbours(collection, vector, exclude=pid, scope=feedback.data_scope)
 
-    def relabel_neighbours(self, collection: str, vector: np.ndarray, exclude: str) -> int:
-        hits = [h for h in self.store.search(collection, vector, limit=NEIGHBOURS + 1) if h.id != exclude]
+    def relabel_neighbours(self, collection: str, vector: np.ndarray, exclude: str,
+                           scope: DataScope | None = None) -> list[PostRelabel]:
+        """New tier-1 labels of the posts nearest the corrected one (applied by the indexer), among the posts
+        ``scope`` sees (a tenant's correction never relabels another tenant's posts)."""
+        visible = SearchFilter(tenant_account_id=scope.account_ids, tenant_platform=scope.platforms) if scope else None
+        hits = [h for h in self.store.search(collection, vector, limit=NEIGHBOURS + 1, flt=visible) if h.id != exclude]
         if not hits:
-            return 0
+            return []
         vectors = self.store.dense_vectors(collection, [h.id for h in hits])
-        hits = [h for h in hits if h.id in vectors]
-        fresh = self.labeller.labels(np.asarray([vectors[h.id] for h in hits], dtype=np.float32))
-        versions = self.labeller.versions()
-        patches = {hit.id: verticals_payload(keep_second_opinions(labels, stored_labels(hit.payload), versions))
-                   for hit, labels in zip(hits, fresh, strict=True)}
-        self.store.set_payloads(collection, patches)
-        return len(patches)
+        hits = [h for h in hits if h.id in vectors and isinstance(h.payload.get("post_id"), int)
+                and isinstance(h.payload.get("account_id"), int) and h.payload.get("content_hash")]
+        fresh = self.labeller.labels(np.asarray([vectors[h.id] for h in hits], dtype=np.float32),
+                                     [h.payload["content_hash"] for h in hits])
+        return [PostRelabel(post_id=hit.payload["post_id"], account_id=hit.payload["account_id"],
+                            content_hash=hit.payload["content_hash"], labels=labels)
+                for hit, labels in zip(hits, fresh, strict=True)]
 
     def _ensure_group(self) -> None:
         try:
@@ -130,8 +170,8 @@ class FeedbackLearner:
 
 
 def start_feedback_learner(client: redis.Redis, store: VectorStore, collection: Callable[[], str],
-                           labeller: Tier1Labeller, stop: threading.Event) -> threading.Thread:
-    learner = FeedbackLearner(client, store, collection, labeller, FewShotStore(client))
+                           labeller: Tier1Labeller, publish: LabelEvents, stop: threading.Event) -> threading.Thread:
+    learner = FeedbackLearner(client, store, collection, labeller, FewShotStore(client), publish)
     thread = threading.Thread(target=learner.run, args=(stop,), name="feedback-learner", daemon=True)
     thread.start()
     return thread

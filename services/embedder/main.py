@@ -41,7 +41,7 @@ class EmbedderService:
         for message in messages:
             try:
                 event = parse_pipeline_event(message.value())
-                if event.kind in ("post.embedded", "post.labels"):
+                if event.kind in ("post.embedded", "post.labels", "post.correction", "post.relabel"):
                     raise MalformedEvent(f"{event.kind} is not an embedder input: wrong topic")
                 events.append(event)
             except MalformedEvent as exc:

@@ -8,6 +8,10 @@ Vertical labels are decided here, at write time, by tier 1 (the post's vector ag
 taxonomy's prototypes: a matrix product per batch, no model call), so a post is searchable by
 vertical the moment it is searchable at all. A tier-2 opinion (``post.labels``, from an LLM) may
 follow later; it replaces that taxonomy's tier-1 labels while the post's text stays the same.
+
+People's corrections (``post.correction``) and the relabelling of their neighbours (``post.relabel``)
+arrive on the same keyed topic and are written here too: the indexer is the only writer of a post's
+point, so no label is lost between a read of the stored payload and the write of the whole point.
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ from typing import Protocol
 
 import numpy as np
 
-from shared.events import AccountPurge, EmbeddedPostUpsert, PostDelete, PostLabels, content_hash
+from shared.events import (
+    AccountPurge,
+    EmbeddedPostUpsert,
+    PostCorrection,
+    PostDelete,
+    PostLabels,
+    PostRelabel,
+    content_hash,
+)
 from shared.metrics import FRESHNESS_SECONDS, INDEX_OPERATIONS
 from shared.sparse import SPARSE_MODEL_ID, SparseEncoder
 from shared.taxonomy import VerticalLabel, verticals_payload
@@ -28,13 +40,14 @@ from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
 
 PAYLOAD_TEXT_CHARS = 4_000  # what a result card shows; the vector already saw the full text
 
-IndexEvent = EmbeddedPostUpsert | PostDelete | AccountPurge | PostLabels
+IndexEvent = EmbeddedPostUpsert | PostDelete | AccountPurge | PostLabels | PostCorrection | PostRelabel
+LabelChange = PostCorrection | PostRelabel
 
 
 class Labeller(Protocol):
     """Tier-1 labels of post vectors, and the taxonomy versions they are decided with."""
 
-    def labels(self, vectors: np.ndarray) -> list[list[VerticalLabel]]: ...
+    def labels(self, vectors: np.ndarray, content_hashes: Sequence[str] | None = None) -> list[list[VerticalLabel]]: ...
     def versions(self) -> Mapping[str, str]: ...
 
 
@@ -78,6 +91,7 @@ class WriteStep:
     deletes: set[str] = field(default_factory=set)
     labels: dict[tuple[str, str], PostLabels] = field(default_factory=dict)  # (point id, taxonomy) -> opinion
     purge_account: int | None = None  # applied after the upserts/deletes of this step
+    label_changes: list[LabelChange] = field(default_factory=list)  # applied in order, after the step's writes
 
 
 def post_point(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None) -> PointRecord:
@@ -131,6 +145,8 @@ def plan_writes(events: Sequence[IndexEvent], labeller: Labeller | None = None) 
             pid = post_point_id(event.post_id)
             current.upserts.pop(pid, None)
             current.deletes.add(pid)
+        elif isinstance(event, (PostCorrection, PostRelabel)):
+            current.label_changes.append(event)
         elif isinstance(event, PostLabels):
             # Kept even when the post is upserted again later in the step: whether it still
             # applies is decided by content hash when the step is written.
@@ -140,7 +156,7 @@ def plan_writes(events: Sequence[IndexEvent], labeller: Labeller | None = None) 
             current.deletes.discard(pid)
             current.upserts[pid] = post_point(event, indexed_at_ms)
     steps.append(current)
-    steps = [s for s in steps if s.upserts or s.deletes or s.labels or s.purge_account is not None]
+    steps = [s for s in steps if s.upserts or s.deletes or s.labels or s.label_changes or s.purge_account is not None]
     if labeller is not None:
         _label_upserts(steps, labeller)
     return steps
@@ -151,7 +167,9 @@ def _label_upserts(steps: Sequence[WriteStep], labeller: Labeller) -> None:
     points = [point for step in steps for point in step.upserts.values()]
     if not points:
         return
-    labels = labeller.labels(np.asarray([p.vector for p in points], dtype=np.float32))
+    # with each text's hash: a label people corrected away from that text is not proposed again
+    labels = labeller.labels(np.asarray([p.vector for p in points], dtype=np.float32),
+                             [p.payload["content_hash"] for p in points])
     for point, point_labels in zip(points, labels, strict=True):
         point.payload = with_labels(point.payload, point_labels)
 
@@ -182,6 +200,8 @@ class PostIndexer:
                 INDEX_OPERATIONS.labels(op="delete").inc(len(step.deletes))
             if step.labels:
                 self._apply_second_opinions(step, stored, versions)
+            if step.label_changes:
+                self._apply_label_changes(step.label_changes, versions)
             if step.purge_account is not None:
                 self.store.delete_where(self.collection, SearchFilter(account_id=[step.purge_account]))
                 INDEX_OPERATIONS.labels(op="purge").inc()
@@ -232,6 +252,42 @@ class PostIndexer:
         for pid in [pid for pid in step.deletes if _older(incoming.get(pid), stored.get(pid))]:
             step.deletes.discard(pid)
             INDEX_OPERATIONS.labels(op="stale_skipped").inc()
+
+    def _apply_label_changes(self, changes: Sequence[LabelChange], versions: Mapping[str, str]) -> None:
+        """People's corrections and neighbours' new tier-1 labels, on the payloads as stored now (after
+        this step's own writes): this loop is the only writer of the points, so nothing comes between."""
+        ids = list(dict.fromkeys(post_point_id(change.post_id) for change in changes))
+        labels = {p.id: (p.payload.get("content_hash"), stored_labels(p.payload))
+                  for p in self.store.retrieve(self.collection, ids)}
+        changed: set[str] = set()
+        for change in changes:
+            pid = post_point_id(change.post_id)
+            if pid not in labels or (isinstance(change, PostRelabel) and labels[pid][0] != change.content_hash):
+                INDEX_OPERATIONS.labels(op="labels_skipped").inc()  # gone, or its text changed since
+                continue
+            text_hash, current = labels[pid]
+            labels[pid] = (text_hash, label_change_result(change, current, versions))
+            changed.add(pid)
+        self.store.set_payloads(self.collection, {pid: verticals_payload(labels[pid][1]) for pid in changed})
+        INDEX_OPERATIONS.labels(op="corrections").inc(len(changed))
+
+
+def label_change_result(change: LabelChange, labels: Sequence[VerticalLabel],
+                        versions: Mapping[str, str]) -> list[VerticalLabel]:
+    if isinstance(change, PostRelabel):
+        return keep_second_opinions(change.labels, labels, versions)
+    return apply_correction(labels, change, versions.get(change.taxonomy, change.taxonomy_version))
+
+
+def apply_correction(labels: Sequence[VerticalLabel], correction: PostCorrection, version: str) -> list[VerticalLabel]:
+    """The post's labels after a person said ``vertical`` is wrong (and maybe what is right): the wrong
+    one goes, the right one is added as the person's; the taxonomy's other labels stay."""
+    dropped = {correction.vertical, correction.correct_vertical}
+    kept = [label for label in labels if label.taxonomy == correction.taxonomy and label.vertical not in dropped]
+    if correction.correct_vertical is not None:
+        kept.append(VerticalLabel(taxonomy=correction.taxonomy, vertical=correction.correct_vertical, confidence=1.0,
+                                  version=version, tier="human"))
+    return replace_taxonomy_labels(labels, correction.taxonomy, kept)
 
 
 def _corrected_by_a_person(payload: Mapping, taxonomy: str) -> bool:

@@ -32,15 +32,16 @@ from shared.embedding import load_text_embedder
 from shared.events import EMBEDDING_DIM, parse_embedded_topic_event
 from shared.fewshot import FewShotStore
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
-from shared.index_registry import IndexRegistry
+from shared.index_registry import IndexRegistry, IndexVersion
 from shared.kafka import BatchLoop, BatchResult, ensure_topics, make_consumer, make_producer
 from shared.labelling import Tier1Labeller
-from shared.logging import configure_logging
+from shared.logging import configure_logging, get_logger
 from shared.metrics import STAGE_SECONDS
 from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import VectorStore, open_vector_store
 from shared.verticals import EmbedTexts
 
+log = get_logger("indexer")
 
 
 class IndexerService:
@@ -92,6 +93,21 @@ def open_registry(kafka: KafkaSettings, store_settings: VectorStoreSettings) -> 
     return registry
 
 
+def open_registry_without_redis(kafka: KafkaSettings, store_settings: VectorStoreSettings) -> IndexRegistry:
+    """The standalone indexer's registry: Redis down at start is not fatal, since the live version's writes
+    need only the broker and the store. The supervisor registers the live version once Redis answers."""
+    try:
+        return open_registry(kafka, store_settings)
+    except redis.RedisError as exc:
+        log.warning("Redis unreachable: indexing the live version; replays and corrections wait for Redis",
+                    error=str(exc))
+        registry = IndexRegistry(connect_redis(RedisSettings().redis_url), kafka.topic_prefix,
+                                 alias=store_settings.posts_collection)
+        registry.live = IndexVersion(collection=store_settings.posts_collection, version=1,
+                                     source_topic=kafka.embedded_posts_topic, indexer_group=live_indexer_group(kafka))
+        return registry
+
+
 def main() -> None:
     settings, kafka, store_settings = ServiceSettings(), KafkaSettings(), VectorStoreSettings()
     configure_logging(settings.log_level, service="indexer")
@@ -108,11 +124,11 @@ def main() -> None:
                                   intra_op_threads=model.embedding_threads)
     redis_client = connect_redis(RedisSettings().redis_url)
     labeller = open_labeller(embedder.embed, redis_client)
-    registry = open_registry(kafka, store_settings)
-    from services.classifier.feedback import start_feedback_learner  # corrections need the store's vectors
+    registry = open_registry_without_redis(kafka, store_settings)
+    from services.classifier.feedback import TopicPublisher, start_feedback_learner  # needs the store's vectors
 
     start_feedback_learner(redis_client, store, lambda: registry.active() or store_settings.posts_collection,
-                           labeller, stop)
+                           labeller, TopicPublisher(kafka, registry), stop)
     try:
         IndexerSupervisor(kafka, store, registry, stop=stop, heartbeat=heartbeat, labeller=labeller).run()
     finally:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import redis
+
 from services.indexer.core import Labeller
 from services.indexer.main import indexer_loop
 from shared.config import KafkaSettings
@@ -43,7 +45,11 @@ class IndexerSupervisor:
     def run(self) -> None:
         try:
             while not self.stop.is_set():
-                self.reconcile()
+                try:
+                    self.reconcile()
+                except redis.RedisError as exc:  # the registry is down, the store and the broker need not be
+                    log.warning("index registry unreachable: the live version keeps indexing", error=str(exc))
+                    self.keep_live_running()
                 self.stop.wait(self.poll_s)
         finally:
             for loop in self.loops.values():
@@ -77,6 +83,12 @@ class IndexerSupervisor:
                 self.registry.report_points(name, self.store.count(name))
             except Exception as exc:  # reporting is best effort; indexing goes on
                 log.warning("could not report points", collection=name, error=str(exc))
+
+    def keep_live_running(self) -> None:
+        """Without the registry: the live version's loop runs (started if it never was); others stay as they are."""
+        live = self.registry.live
+        if live is not None and (live.collection not in self.loops or not self.loops[live.collection].thread.is_alive()):
+            self._start(live)
 
     def _start(self, version: IndexVersion) -> None:
         stop = threading.Event()

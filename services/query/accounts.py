@@ -79,9 +79,11 @@ class AccountSearch:
 
     def search(self, body: AccountSearchRequest, posts: TenantIndex, accounts: TenantIndex | None,
                clock: StageClock) -> AccountSearchResponse:
-        flt = account_filter(body.filters, self.catalog)
+        catalog = posts.catalog or self.catalog  # the taxonomies this tenant sees
+        flt = account_filter(body.filters, catalog)
         with clock.stage("embed"):
-            query = self.encoder.encode(body.query)
+            # embedded by the model of the collection searched: the summaries, else the posts version
+            query = self.encoder.encode(body.query, model_variant=(accounts or posts).model_variant)
         clock.embedding_cached = query.embedding_cached
         if accounts is not None:
             with clock.stage("search"):
@@ -93,7 +95,7 @@ class AccountSearch:
         with clock.stage("search"):
             points = posts.hybrid(query.dense, query.sparse, self.candidates, flt, 0, self.candidates)
         with clock.stage("fetch"):
-            ranked = group_by_account(to_hits(points, self.catalog))[: body.limit]
+            ranked = group_by_account(to_hits(points, catalog))[: body.limit]
         return AccountSearchResponse(source="post_hits", results=ranked, timings=clock.timings())
 
     def detail(self, account_id: int, posts: TenantIndex, accounts: TenantIndex | None,
@@ -109,14 +111,14 @@ class AccountSearch:
             summary_point = accounts.get("account", account_id) if accounts is not None else None
         return AccountDetail(
             account=account, summary=(summary_point.payload.get("summary") if summary_point else None),
-            post_count=post_count, verticals=self._verticals(labels, post_count),
-            top_posts=to_hits(top, self.catalog), timings=clock.timings(),
+            post_count=post_count, verticals=self._verticals(labels, post_count, posts.catalog or self.catalog),
+            top_posts=to_hits(top, posts.catalog or self.catalog), timings=clock.timings(),
         )
 
-    def _verticals(self, labels: list, post_count: int) -> list[AccountVertical]:
+    def _verticals(self, labels: list, post_count: int, catalog: TaxonomyCatalog) -> list[AccountVertical]:
         found = [(split_label_key(str(c.value)), c.count) for c in labels]
         return [AccountVertical(taxonomy=t, vertical=v, posts=n, share=round(n / post_count, 4))
-                for (t, v), n in found if self.catalog.is_enabled(t, v)]
+                for (t, v), n in found if catalog.is_enabled(t, v)]
 
     def _summary_hit(self, point: ScoredPoint) -> AccountHit | None:
         account = account_of(point.payload)

@@ -11,6 +11,7 @@ import threading
 
 import redis
 
+from shared.embedding import LIVE_MODEL_VARIANT
 from shared.index_registry import IndexRegistry, IndexVersion
 from shared.logging import get_logger
 from shared.vectorstore import VectorStore
@@ -27,6 +28,7 @@ class ActiveCollection:
         self._last = default
         self._opened: set[str] = set()
         self._lock = threading.Lock()
+        self._models: dict[str, str] = {}  # collection -> model variant, fixed for a version's life
 
     def name(self) -> str:
         """The active collection, open in this store (an edge shard is opened on first use)."""
@@ -42,6 +44,17 @@ class ActiveCollection:
             return None
         self._open(collection)
         return collection
+
+    def model_variant(self, collection: str) -> str:
+        """The embedding model the registry records for ``collection``. A version's model never changes
+        and its name is never reused (IndexRegistry.next_version), so each is read from Redis once."""
+        found = self._models.get(collection)
+        if found is None:
+            version = self.registry.versions().get(collection) if self.registry else None
+            found = version.model_variant if version else LIVE_MODEL_VARIANT
+            if version is not None or self.registry is None:
+                self._models[collection] = found
+        return found
 
     def _open(self, collection: str) -> None:
         if collection not in self._opened:

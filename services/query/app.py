@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
 from pydantic import Field
 
-from services.classifier.feedback import start_feedback_learner
+from services.classifier.feedback import TopicPublisher, start_feedback_learner
 from services.indexer.main import open_labeller, open_registry, open_store
 from services.indexer.supervisor import IndexerSupervisor
 from services.query.accounts import AccountSearch
@@ -25,7 +25,7 @@ from services.query.api.main import api_router
 from services.query.api.routes.pages import STATIC_DIR
 from services.query.active_collection import ActiveCollection
 from services.query.context import QueryContext
-from services.query.encoding import QueryEncoder
+from services.query.encoding import QueryEncoder, QueryModel
 from services.query.errors import install_error_handlers
 from services.query.posts import DEFAULT_LABEL_FLOOR, PostSearch
 from services.query.status import IN_PROCESS, PipelineStatus
@@ -79,8 +79,15 @@ def build_context(settings: QuerySettings) -> QueryContext:
     redis_settings = RedisSettings()
     redis_client = connect_redis(redis_settings.redis_url)
     cache_client = connect_redis(redis_settings.cache_url)
+
+    def load_query_model(variant: str) -> QueryModel:
+        """A replay's version built with another model (--model int8): loaded when first searched."""
+        other = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
+                                   intra_op_threads=model.embedding_threads, quantize=variant == "int8")
+        return other, EmbeddingCache(cache_client, other.model_id, name="query")
+
     encoder = QueryEncoder(embedder, EmbeddingCache(cache_client, embedder.model_id, name="query"), SparseEncoder(),
-                           recent=settings.query_recent_vectors)
+                           recent=settings.query_recent_vectors, load_model=load_query_model)
     store = open_store(store_settings)
     catalog = TaxonomyCatalog.load(settings.taxonomy_dir)
     posts = ActiveCollection(store, store_settings.posts_collection, open_registry(kafka, store_settings))
@@ -137,7 +144,9 @@ def create_app(settings: QuerySettings | None = None, context: QueryContext | No
         if settings.query_run_indexer:
             built.indexer = start_indexer(built, stop)
             # Corrections need post vectors: the learner runs where the store is, like the indexer.
-            start_feedback_learner(built.redis, built.store, built.posts_collection.name, built.labeller, stop)
+            # Its label changes go through the indexer (one writer per point), as events on the version's topic.
+            publish = TopicPublisher(KafkaSettings(), built.posts_collection.registry)
+            start_feedback_learner(built.redis, built.store, built.posts_collection.name, built.labeller, publish, stop)
         summarizer = start_summarizer(built.store, built.posts.encoder.embedder, stop, built.catalog.is_enabled) \
             if settings.query_run_summarizer else None
         app.state.context = built

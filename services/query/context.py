@@ -13,6 +13,7 @@ from services.query.index import TenantIndex
 from services.query.posts import PostSearch
 from services.query.status import PipelineStatus
 from shared.auth import ApiKeyStore, DataScope, RateLimiter
+from shared.embedding import LIVE_MODEL_VARIANT
 from shared.index_registry import accounts_collection_for
 from shared.labelling import Tier1Labeller
 from shared.taxonomy import TaxonomyCatalog
@@ -42,11 +43,15 @@ class QueryContext:
     def indexer_alive(self) -> bool:
         return bool(self.indexer and self.indexer.is_alive())
 
-    def posts_index(self, scope: DataScope, collection: str | None = None) -> TenantIndex:
-        """The active index version, or ``collection`` (already checked to be a registered version)."""
-        return TenantIndex(self.store, collection or self.posts_collection.name(), scope)
+    def posts_index(self, scope: DataScope, collection: str | None = None, tenant: str | None = None) -> TenantIndex:
+        """The active index version, or ``collection`` (already checked to be a registered version), with the
+        model its vectors were made by (the query is embedded by it too)."""
+        name = collection or self.posts_collection.name()
+        return TenantIndex(self.store, name, scope, self.posts_collection.model_variant(name),
+                           self.catalog.visible_to(tenant))
 
-    def accounts_index(self, scope: DataScope, posts_collection: str | None = None) -> TenantIndex | None:
+    def accounts_index(self, scope: DataScope, posts_collection: str | None = None,
+                       tenant: str | None = None) -> TenantIndex | None:
         """The account summaries of the posts version searched (the active one by default) as this tenant
         sees them, or None while there are none (an empty collection would hide every account)."""
         name = accounts_collection_for(posts_collection or self.posts_collection.name(),
@@ -62,4 +67,5 @@ class QueryContext:
                 if self.store.count(name) == 0:
                     return None
                 self._accounts_opened.add(name)
-        return TenantIndex(self.store, name, scope)
+        # Summaries of every version are embedded by the summarizer's one (live) model.
+        return TenantIndex(self.store, name, scope, LIVE_MODEL_VARIANT, self.catalog.visible_to(tenant))

@@ -1,17 +1,22 @@
 """Query text -> dense vector (embedding cached in memory, then in Redis by model id + text hash) and
 keyword terms. The in-memory layer spares the Redis round trip for the queries people repeat most;
-Redis shares the rest between replicas and restarts."""
+Redis shares the rest between replicas and restarts.
+
+A query is embedded by the model of the index version it searches (fp32 and int8 vectors differ, and a
+cosine across the two ranks wrong), so both cache layers are keyed by model id and a second model is
+loaded the first time a version that needs it is searched."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from shared.cache import EmbeddingCache
-from shared.embedding import TextEmbedder
+from shared.embedding import LIVE_MODEL_VARIANT, TextEmbedder, model_variant_of
 from shared.events import content_hash
 from shared.sparse import SparseEncoder
 from shared.vectorstore import SparseVector
@@ -25,7 +30,7 @@ class EncodedQuery:
 
 
 class RecentVectors:
-    """The last ``size`` query vectors by text hash, least recently used out first. Thread-safe."""
+    """The last ``size`` query vectors by model id + text hash, least recently used out first. Thread-safe."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -49,36 +54,62 @@ class RecentVectors:
                 self._vectors.popitem(last=False)
 
 
+QueryModel = tuple[TextEmbedder, EmbeddingCache]
+ModelLoader = Callable[[str], QueryModel]  # model variant ("fp32", "int8") -> its embedder and query cache
+
+
+class UnknownQueryModel(LookupError):
+    pass
+
+
 class QueryEncoder:
     def __init__(self, embedder: TextEmbedder, cache: EmbeddingCache, sparse: SparseEncoder,
-                 recent: int = 0) -> None:
-        self.embedder = embedder
+                 recent: int = 0, load_model: ModelLoader | None = None) -> None:
+        self.embedder = embedder  # the live pipeline's model, loaded at startup
         self.cache = cache
         self.sparse = sparse
         self.recent = RecentVectors(recent)
+        self._models: dict[str, QueryModel] = {model_variant_of(embedder.model_id): (embedder, cache)}
+        self._load_model = load_model
+        self._load_lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
         return self.embedder.model_id
 
-    def encode(self, text: str, *, dense: bool = True, sparse: bool = True) -> EncodedQuery:
+    def model(self, variant: str) -> QueryModel:
+        """The embedder (and its cache) of ``variant``, loaded on first use."""
+        found = self._models.get(variant)
+        if found is not None:
+            return found
+        if self._load_model is None:
+            raise UnknownQueryModel(f"no query model {variant!r} in this process")
+        with self._load_lock:  # one load per variant, however many requests ask at once
+            if variant not in self._models:
+                self._models[variant] = self._load_model(variant)
+        return self._models[variant]
+
+    def encode(self, text: str, *, dense: bool = True, sparse: bool = True,
+               model_variant: str = LIVE_MODEL_VARIANT) -> EncodedQuery:
         text = normalise(text)
-        vector, cached = self.dense_vector(text) if dense else (None, None)
+        vector, cached = self.dense_vector(text, model_variant) if dense else (None, None)
         return EncodedQuery(dense=vector, sparse=self.sparse.query(text) if sparse else None, embedding_cached=cached)
 
-    def dense_vector(self, text: str) -> tuple[np.ndarray, bool]:
+    def dense_vector(self, text: str, model_variant: str = LIVE_MODEL_VARIANT) -> tuple[np.ndarray, bool]:
         """A Redis outage only costs the cache: get/put log and count the error and go on."""
+        embedder, cache = self.model(model_variant)
         text_hash = content_hash(text)
-        recent = self.recent.get(text_hash)
+        recent_key = f"{embedder.model_id}:{text_hash}"
+        recent = self.recent.get(recent_key)
         if recent is not None:
             return recent, True
-        cached = self.cache.get_many([text_hash])[0]
+        cached = cache.get_many([text_hash])[0]
         if cached is not None:
-            self.recent.put(text_hash, cached)
+            self.recent.put(recent_key, cached)
             return cached, True
-        vector = self.embedder.embed([text])[0]
-        self.cache.put_many([(text_hash, vector)])
-        self.recent.put(text_hash, vector)
+        vector = embedder.embed([text])[0]
+        cache.put_many([(text_hash, vector)])
+        self.recent.put(recent_key, vector)
         return vector, False
 
 

@@ -117,20 +117,25 @@ class PostSearch:
         # query, so pages never overlap or skip; deeper pages are refused (refine the filters instead).
         self.max_results = max_results
 
+    def visible(self, index: TenantIndex) -> TaxonomyCatalog:
+        """The taxonomies the searching tenant sees: filters, labels and facets of others' are not its business."""
+        return index.catalog or self.catalog
+
     def search(self, body: PostSearchRequest, index: TenantIndex, clock: StageClock) -> PostSearchResponse:
-        flt = post_filter(body.filters, self.catalog, self.label_floor)
+        flt = post_filter(body.filters, self.visible(index), self.label_floor)
         query_id = fingerprint(normalise(body.query), body.mode, body.filters.model_dump(mode="json"),
                                body.index_version)
         offset = decode_cursor(body.cursor, query_id, self.max_results - 1) if body.cursor else 0
         with clock.stage("embed"):
-            encoded = self.encoder.encode(body.query, dense=body.mode != "keyword", sparse=body.mode != "semantic")
+            encoded = self.encoder.encode(body.query, dense=body.mode != "keyword", sparse=body.mode != "semantic",
+                                          model_variant=index.model_variant)
         clock.embedding_cached = encoded.embedding_cached
         page = min(body.limit, self.max_results - offset)
         with clock.stage("search"):
             # One more than the page: tells whether a next page exists without counting.
             points = rank(index, body.mode, encoded, page + 1, flt, offset, self.max_results)
         with clock.stage("fetch"):
-            hits = to_hits(points[:page], self.catalog, self.label_floor)
+            hits = to_hits(points[:page], self.visible(index), self.label_floor)
             facets = self.facets(index, flt, body.facets) if body.cursor is None and body.facets else None
         more = len(points) > page and offset + page < self.max_results
         return PostSearchResponse(mode=body.mode, results=hits, facets=facets, timings=clock.timings(),
@@ -152,7 +157,7 @@ class PostSearch:
         confidence condition (the flat keys carry no confidence)."""
         counts = index.facet("vertical_labels", flt, FACET_LIMIT)
         labels = [(split_label_key(str(c.value)), c.count) for c in counts]
-        labels = [((t, v), n) for (t, v), n in labels if self.catalog.is_enabled(t, v)]
+        labels = [((t, v), n) for (t, v), n in labels if self.visible(index).is_enabled(t, v)]
         if self.label_floor > 0:
             labels = [((t, v), index.count(flt.model_copy(update={"verticals": VerticalCondition(
                 taxonomy=t, verticals=[v], min_confidence=self.label_floor)}))) for (t, v), _ in labels]
@@ -162,7 +167,7 @@ class PostSearch:
     def get(self, post_id: int, index: TenantIndex, clock: StageClock) -> PostHit:
         with clock.stage("fetch"):
             point = index.get("post", post_id)
-        hit = to_hit(point, self.catalog, self.label_floor) if point else None
+        hit = to_hit(point, self.visible(index), self.label_floor) if point else None
         if hit is None:
             raise not_found(f"post {post_id}")
         return hit
@@ -176,5 +181,5 @@ class PostSearch:
         with clock.stage("search"):
             points = index.semantic(vector, limit, SearchFilter(exclude_ids=[point.id]))
         with clock.stage("fetch"):
-            hits = to_hits(points, self.catalog, self.label_floor)
+            hits = to_hits(points, self.visible(index), self.label_floor)
         return SimilarPostsResponse(post_id=post_id, results=hits, timings=clock.timings())

@@ -23,11 +23,12 @@ from services.query.status import PipelineStatus
 from shared.auth import ApiKeyStore, RateLimiter
 from shared.cache import EmbeddingCache
 from shared.config import PROJECT_ROOT, KafkaSettings
-from shared.embedding import TextEmbedder
+from shared.embedding import TextEmbedder, load_text_embedder
 from shared.events import AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition
 from shared.sparse import SparseEncoder
 from shared.taxonomy import TaxonomyCatalog, VerticalLabel, verticals_payload
 from shared.vectorstore import EdgeVectorStore, PointRecord, VectorStore
+from tests.conftest import MODEL_CACHE_DIR
 
 ANCHOR = datetime(2025, 6, 1, 12, 0, 0)
 POSTS_PER_ACCOUNT = 3
@@ -116,7 +117,12 @@ def taxonomy_dir(root: Path) -> Path:
 
 def build_context(*, store: VectorStore, embedder: TextEmbedder, redis_client: redis.Redis, taxonomies: Path,
                   kafka: KafkaSettings, max_results: int = 500) -> QueryContext:
-    encoder = QueryEncoder(embedder, EmbeddingCache(redis_client, embedder.model_id, name="query"), SparseEncoder())
+    def load_model(variant: str) -> tuple[TextEmbedder, EmbeddingCache]:  # as the app does, for int8 versions
+        other = load_text_embedder(MODEL_CACHE_DIR, quantize=variant == "int8")
+        return other, EmbeddingCache(redis_client, other.model_id, name="query")
+
+    encoder = QueryEncoder(embedder, EmbeddingCache(redis_client, embedder.model_id, name="query"), SparseEncoder(),
+                           load_model=load_model)
     catalog = TaxonomyCatalog.load(taxonomies)
     posts = ActiveCollection(store, COLLECTION)
     status = PipelineStatus(kafka=kafka, store=store, collection=posts, redis_client=redis_client,

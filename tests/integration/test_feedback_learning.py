@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import redis
 
+from services.classifier.core import PostClassifier
 from services.classifier.feedback import FeedbackLearner
+from services.classifier.llm_tier import LlmVerticalClassifier
+from shared.config import LlmSettings
 from services.indexer.core import PostIndexer, post_point_id
 from shared.embedding import load_text_embedder
 from shared.events import (
@@ -22,14 +25,17 @@ from shared.events import (
 from shared.feedback import FEEDBACK_STREAM, VerticalFeedback, record_feedback
 from shared.fewshot import FewShotStore
 from shared.labelling import Tier1Labeller
+from shared.llm import LlmClient
 from shared.taxonomy import TaxonomyCatalog, VerticalLabel
 from shared.vectorstore import EdgeVectorStore
 from tests.conftest import MODEL_CACHE_DIR
+from tests.support.fake_llm import FakeLlmServer
 
 CORRECTED = "Everyday look: oversized blazer, loafers and a bold red lipstick"
 SIBLING = "My everyday look with an oversized blazer, loafers and bold red lipstick"
 OTHERS = ["Chicken curry from scratch, recipe in the comments", "Ranked match highlights: clutch 1v4 win",
           "How I save 30% of my salary with three bank accounts", "Puppy's first week at home: crate training"]
+GADGETS = "Testing gadgets: tech for travel and music lovers"  # tier 1 is unsure: the LLM is asked
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +51,8 @@ def world(infra, tmp_path, embedder):
     labeller = Tier1Labeller(TaxonomyCatalog.load(), embedder.embed, fewshot, refresh_s=3600)
     store = EdgeVectorStore(tmp_path / "edge")
     indexer = PostIndexer(store, "posts", 384, labeller)
-    learner = FeedbackLearner(client, store, lambda: "posts", labeller, fewshot)
+    # the learner's label events go to the indexer (here directly; in production through the keyed topic)
+    learner = FeedbackLearner(client, store, lambda: "posts", labeller, fewshot, indexer.apply)
     yield client, store, indexer, learner, labeller
     store.close()
     client.flushdb()
@@ -122,3 +129,46 @@ def test_a_correction_of_a_post_no_longer_indexed_is_acknowledged_and_changes_no
     assert learner.drain() == 1 and learner.drain() == 0
     assert FewShotStore(client).revision("default") == revision
     assert np.isfinite(labeller.results(embedder.embed([SIBLING]))[0][0].scores["beauty"])
+
+
+def test_not_x_is_remembered_when_the_same_text_is_indexed_again(world, embedder):
+    client, store, indexer, learner, _ = world
+    indexer.apply([upsert(embedder, 1, CORRECTED, 1)])
+    assert labels(store, 1), "tier 1 should give the post a label to correct"
+    wrong = next(iter(labels(store, 1)))
+    correct(client, 1, wrong, None)  # "not this", without saying what is right
+    learner.drain()
+    assert wrong not in labels(store, 1)
+    indexer.apply([upsert(embedder, 1, CORRECTED, 5, views=900)])  # same text, new counts: tier 1 runs again
+    assert wrong not in labels(store, 1)
+    # a person saying later that the text is that vertical after all lifts the "not"
+    other = next(iter(labels(store, 1)), None) or "travel"
+    correct(client, 1, other, wrong)
+    learner.drain()
+    indexer.apply([upsert(embedder, 1, CORRECTED, 6, views=901)])
+    assert labels(store, 1).get(wrong) == "human"
+
+
+def test_not_x_is_respected_by_the_llm_tier(world, embedder):
+    client, store, indexer, learner, labeller = world
+    event = upsert(embedder, 3, GADGETS, 1)
+    indexer.apply([event])
+    catalog = TaxonomyCatalog.load()
+
+    def second_opinion(classifier: PostClassifier) -> set[str]:
+        """What the LLM tier says about the post (fresh or from its answer cache), applied by the indexer."""
+        opinions = [o for o in classifier.process([event]).opinions if o.taxonomy == "default"]
+        indexer.apply(opinions)
+        return {label.vertical for opinion in opinions for label in opinion.labels}
+
+    with FakeLlmServer() as server, LlmClient(LlmSettings(llm_base_url=server.base_url, llm_model="judge"),
+                                                 client) as llm:
+        classifier = PostClassifier(labeller, {t.name: t for t in catalog.all()}, LlmVerticalClassifier(llm))
+        assert second_opinion(classifier) == {"tech", "travel", "music"}
+        assert labels(store, 3) == {"tech": "llm", "travel": "llm", "music": "llm"}
+        correct(client, 3, "travel", None)  # "not travel"
+        learner.drain()
+        assert set(labels(store, 3)) == {"tech", "music"}
+        # the same text judged again (the LLM's answer is cached by text): travel does not come back
+        assert second_opinion(classifier) == {"tech", "music"}
+        assert set(labels(store, 3)) == {"tech", "music"}

@@ -41,7 +41,7 @@ K8S_VERSION = "1.30.0"  # oldest Kubernetes minor we intend to support
 PIPELINE_SERVICES = ("viability", "embedder", "classifier", "indexer", "summarizer", "query")
 WORKERS = ("viability", "embedder", "classifier", "indexer", "summarizer")
 # Modules holding the pydantic-settings classes the services read (README "Configuration").
-SETTINGS_MODULES = ("shared.config", "services.cdc.main", "services.viability.main", "services.query.app",
+SETTINGS_MODULES = ("shared.config", "services.cdc.main", "services.viability.main", "services.query.app", "ops.replay",
                     "devstack.run")
 REQUIRED_SETTINGS = {"KafkaSettings", "MariaDBSettings", "RedisSettings", "VectorStoreSettings", "ModelSettings",
                      "ServiceSettings", "CdcSettings", "ViabilitySettings", "QuerySettings", "DevSettings"}

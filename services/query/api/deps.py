@@ -79,7 +79,7 @@ StatusKey = Annotated[ApiKeyRecord, Depends(require(Scope.status))]
 
 
 def posts_index(context: ContextDep, key: SearchKey) -> TenantIndex:
-    return context.posts_index(key.data_scope)
+    return context.posts_index(key.data_scope, tenant=key.tenant)
 
 
 PostsIndex = Annotated[TenantIndex, Depends(posts_index)]

@@ -18,7 +18,7 @@ def search_accounts(body: AccountSearchRequest, clock: Clock, context: ContextDe
                     posts: PostsIndex, response: Response) -> AccountSearchResponse:
     """Creators by topic: by what their posts are about (centroid, themes and words of each summarized
     account, fused), else, before any summary exists, by their best matching posts."""
-    result = context.accounts.search(body, posts, context.accounts_index(key.data_scope, posts.collection), clock)
+    result = context.accounts.search(body, posts, context.accounts_index(key.data_scope, posts.collection, key.tenant), clock)
     clock.report("search_accounts", response, result.timings)
     return result
 
@@ -27,6 +27,6 @@ def search_accounts(body: AccountSearchRequest, clock: Clock, context: ContextDe
 def get_account(account_id: Annotated[int, Path(ge=0, le=INT64_MAX)], clock: Clock, context: ContextDep,
                 key: SearchKey, posts: PostsIndex, response: Response) -> AccountDetail:
     """An account with its summary (null until summarized), verticals and most viewed posts."""
-    result = context.accounts.detail(account_id, posts, context.accounts_index(key.data_scope, posts.collection), clock)
+    result = context.accounts.detail(account_id, posts, context.accounts_index(key.data_scope, posts.collection, key.tenant), clock)
     clock.report("get_account", response, result.timings)
     return result

@@ -15,8 +15,10 @@ router = APIRouter(tags=["feedback"], responses=KEYED_RESPONSES)
 @router.post("/v1/feedback", response_model=FeedbackReceipt, status_code=status.HTTP_202_ACCEPTED,
              responses=NOT_FOUND)
 def submit_feedback(body: FeedbackRequest, context: ContextDep, key: FeedbackKey) -> FeedbackReceipt:
-    """Accepted means durably queued (Redis stream); the classifier learns from it later."""
-    taxonomy = context.catalog.get(body.taxonomy)
+    """Accepted means durably queued (Redis stream); the classifier learns from it later. A key may correct
+    the shared taxonomies and its tenant's own; only corrections of its own taxonomies, or made with a key
+    that sees every post, teach tier 1 (examples, neighbours): one tenant never changes another's labels."""
+    taxonomy = context.catalog.visible_to(key.tenant).get(body.taxonomy)
     if taxonomy is None:
         raise invalid_field("body.taxonomy", f"unknown taxonomy {body.taxonomy!r}")
     for field, name in (("vertical", body.vertical), ("correct_vertical", body.correct_vertical)):
@@ -24,10 +26,12 @@ def submit_feedback(body: FeedbackRequest, context: ContextDep, key: FeedbackKey
             raise invalid_field(f"body.{field}", f"{name!r} is not a vertical of taxonomy {taxonomy.name!r}")
     if body.correct_vertical == body.vertical:
         raise invalid_field("body.correct_vertical", "is the label being reported as wrong")
-    post = context.posts_index(key.data_scope).get("post", body.post_id)
+    post = context.posts_index(key.data_scope, tenant=key.tenant).get("post", body.post_id)
     if post is None:
         raise not_found(f"post {body.post_id}")
     feedback = VerticalFeedback(tenant=key.tenant, api_key_id=key.key_id, post_id=body.post_id,
                                 account_id=post.payload.get("account_id"), taxonomy=taxonomy.name,
-                                vertical=body.vertical, correct_vertical=body.correct_vertical, comment=body.comment)
+                                vertical=body.vertical, correct_vertical=body.correct_vertical, comment=body.comment,
+                                teaches=taxonomy.tenant == key.tenant or key.data_scope.is_unrestricted(),
+                                data_scope=None if key.data_scope.is_unrestricted() else key.data_scope)
     return FeedbackReceipt(feedback_id=record_feedback(context.redis, feedback))

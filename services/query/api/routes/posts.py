@@ -23,7 +23,7 @@ def version_index(context: QueryContext, key: ApiKeyRecord, collection: str) -> 
         raise ApiError(403, "this key lacks the 'admin' scope", "index_version is for operators")
     if context.posts_collection.version(collection) is None:
         raise invalid_field("body.index_version", f"{collection!r} is not a registered index version")
-    return context.posts_index(key.data_scope, collection)
+    return context.posts_index(key.data_scope, collection, key.tenant)
 
 
 PostIdPath = Annotated[int, Path(ge=0, le=INT64_MAX, description="Post id in the source database.")]
