@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
 SCALE ?= small
 
-.PHONY: help setup dev test test-fast seed replay schemas up down clean bench bench-classification llm-local
+.PHONY: help setup dev test test-fast seed replay schemas up down clean bench bench-classification llm-local deploy-check
 
 help:
 	@echo "make dev        install what is missing, then run the whole stack until Ctrl-C"
@@ -16,6 +16,7 @@ help:
 	@echo "make eval TAXONOMY=default DATA=eval/data/creator_posts.jsonl   tier-1 classification quality (ARGS=--help)"
 	@echo "make schemas    regenerate schemas/*.json from shared/events.py"
 	@echo "make up / down  the production-like stack in Docker (Kafka, Debezium, Qdrant server)"
+	@echo "make deploy-check   render every k8s overlay with kubectl kustomize and validate every object (docs/deploy.md)"
 	@echo "make llm-local  serve SmolLM2-135M on a private port (OpenAI-compatible; ARGS=--smoke); plumbing check only"
 
 $(STAMP): pyproject.toml scripts/setup.sh
@@ -51,6 +52,13 @@ eval: setup
 
 schemas: setup
 	$(PY) -m shared.schemas --write
+
+# Every overlay rendered by kubectl's kustomize and validated: Kubernetes objects against the API schemas
+# (kubernetes-validate), Strimzi/KEDA resources against their CRDs' facts (tests/unit/test_deploy_config.py).
+deploy-check: setup
+	@command -v kubectl >/dev/null || { echo "kubectl is missing: install it (docs/deploy.md), then run again" >&2; exit 1; }
+	@for overlay in k8s/base k8s/overlays/dev k8s/overlays/prod; do kubectl kustomize $$overlay >/dev/null || exit 1; done
+	$(PY) -m pytest -q tests/unit/test_deploy_config.py
 
 up:
 	docker compose up -d --build --wait
