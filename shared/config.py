@@ -108,6 +108,26 @@ class VectorStoreSettings(_EnvSettings):
                                     "not per point (edge: an fsync of each segment file, 28-400 ms here).")
 
 
+class QdrantPlanSettings(_EnvSettings):
+    """How the Qdrant server lays out every collection the system creates (posts, accounts and a replay's
+    posts_vN/accounts_vN alike); the defaults fit one node. docs/capacity.md explains the production numbers."""
+
+    qdrant_expected_peers: int = Field(1, ge=1, description="Qdrant nodes that must have joined the cluster "
+                                       "(GET /cluster) before a collection is created; until then creation waits, "
+                                       "so shards and replicas spread over every node instead of the first one.")
+    qdrant_shard_number: int = Field(1, ge=1, description="Shards per collection (a multiple of the node count).")
+    qdrant_replication_factor: int = Field(1, ge=1, description="Copies of each shard (at most the node count).")
+    qdrant_write_consistency_factor: int = Field(1, ge=1, description="Replicas that must confirm a write "
+                                                 "(at most QDRANT_REPLICATION_FACTOR).")
+    qdrant_on_disk: bool = Field(False, description="Original vectors, sparse index and payload on disk (RAM "
+                                 "holds the quantized vectors and the HNSW graph).")
+    qdrant_quantization: str = Field("none", pattern="^(none|int8)$", description="Scalar int8 quantization of "
+                                     "the dense vectors (kept in RAM), or none.")
+    qdrant_write_ordering: str = Field("medium", pattern="^(weak|medium|strong)$", description="Ordering of "
+                                       "writes when QDRANT_REPLICATION_FACTOR > 1 (Qdrant's `ordering` parameter): "
+                                       "medium routes a point's writes through one leader, so replicas agree.")
+
+
 class ModelSettings(_EnvSettings):
     model_cache_dir: Path = Field(PROJECT_ROOT / ".dev" / "models", description="Where the ONNX model is built once.")
     embedding_batch_size: int = Field(32, ge=1, description="Texts per ONNX Runtime call (32 measured best).")

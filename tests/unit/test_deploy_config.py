@@ -851,37 +851,29 @@ def parse_quantity(value: str) -> int:
     return int(value)
 
 
-def qdrant_plan(docs: list[dict]) -> dict:
-    collection = json.loads(by_kind(docs, "ConfigMap")["qdrant-collection"]["data"]["posts.json"])
-    return {"nodes": by_kind(docs, "StatefulSet")["qdrant"]["spec"]["replicas"], **collection}
+def qdrant_plan(docs: list[dict]):
+    """The collection plan the services of this rendering create every collection with."""
+    from shared.config import QdrantPlanSettings
+    from shared.vectorstore.qdrant_server import CollectionPlan
+
+    env = by_kind(docs, "ConfigMap")[SERVICE_CONFIG]["data"]
+    with mock.patch.dict(os.environ, {k: str(v) for k, v in env.items()}, clear=True):
+        return CollectionPlan.from_settings(QdrantPlanSettings())
 
 
-def test_k8s_qdrant_collection_matches_the_code(rendered):
-    from services.indexer.main import EMBEDDING_DIM
-    from shared.vectorstore.base import SPARSE_VECTOR_NAME
-
+def test_k8s_qdrant_collection_plan_fits_the_cluster(rendered):
     name, docs = rendered
-    plan = qdrant_plan(docs)
-    # The layout qdrant_server.py creates and then checks (_check_vectors): else the services refuse it.
-    assert plan["vectors"]["size"] == EMBEDDING_DIM and plan["vectors"]["distance"] == "Cosine"
-    assert plan["sparse_vectors"][SPARSE_VECTOR_NAME]["modifier"] == "idf"
-    assert plan["hnsw_config"]["m"] == 16
-    assert 1 <= plan["replication_factor"] <= plan["nodes"], f"{name}: more replicas than Qdrant nodes"
-    assert plan["shard_number"] % plan["nodes"] == 0, f"{name}: shards must spread evenly over the nodes"
-    assert plan["write_consistency_factor"] <= plan["replication_factor"]
-    assert plan["vectors"]["on_disk"] is True and plan["on_disk_payload"] is True
-    (kind, settings_), = plan["quantization_config"].items()
-    assert kind in ("scalar", "binary", "product") and settings_.get("always_ram") is True
-    # The services create it through the init container before they start, with their own settings.
+    plan = qdrant_plan(docs)  # also checks write consistency <= replication <= expected peers
+    nodes = by_kind(docs, "StatefulSet")["qdrant"]["spec"]["replicas"]
+    assert plan.expected_peers == nodes, f"{name}: collections wait for {plan.expected_peers} peers, {nodes} run"
+    assert plan.shard_number % nodes == 0, f"{name}: shards must spread evenly over the nodes"
+    assert plan.on_disk and plan.quantization == "int8", f"{name}: vectors on disk, int8 copies in RAM"
+    # No collection is created outside the services' adapter (an init container on the first ready pod put
+    # every shard on one node): nothing in the manifests talks to Qdrant's collections API.
+    for doc in docs:
+        assert "/collections/" not in json.dumps(doc), f"{name}: {doc['kind']}/{doc['metadata']['name']}"
     config = by_kind(docs, "ConfigMap")[SERVICE_CONFIG]["data"]
     assert urlparse(config["QDRANT_URL"]).hostname in by_kind(docs, "Service")
-    for service in ("indexer", "query"):
-        spec = by_kind(docs, "Deployment")[service]["spec"]["template"]["spec"]
-        (init,) = spec["initContainers"]
-        assert {v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v} == {"qdrant-collection"}
-        assert any(s.get("configMapRef", {}).get("name") == SERVICE_CONFIG for s in init["envFrom"])
-    script = by_kind(docs, "ConfigMap")["qdrant-collection"]["data"]["ensure-collection.sh"]
-    assert "$POSTS_COLLECTION" in script and "QDRANT_URL" in script
     # Peers: the headless Service publishes not-ready pods, so a joining node can reach pod 0.
     headless = by_kind(docs, "Service")["qdrant-headless"]["spec"]
     assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
@@ -908,13 +900,12 @@ def test_capacity_doc_matches_the_manifests(overlay):
     plan = qdrant_plan(docs)
     kafka = kafka_settings_of(docs)
     scaled = {name: d["spec"]["maxReplicaCount"] for name, d in by_kind(docs, "ScaledObject").items()}
-    (quantization,) = plan["quantization_config"].items()
     (cache,) = by_kind(docs, "Deployment")["redis-cache"]["spec"]["template"]["spec"]["containers"]
     actual = {
-        "Qdrant nodes": plan["nodes"], "shard_number": plan["shard_number"],
-        "replication_factor": plan["replication_factor"],
-        "quantization": f"{quantization[0]} {quantization[1].get('type', '')}".strip(),
-        "on-disk vectors": "yes" if plan["vectors"]["on_disk"] else "no",
+        "Qdrant nodes": by_kind(docs, "StatefulSet")["qdrant"]["spec"]["replicas"],
+        "shard_number": plan.shard_number, "replication_factor": plan.replication_factor,
+        "quantization": "scalar int8" if plan.quantization == "int8" else "none",
+        "on-disk vectors": "yes" if plan.on_disk else "no",
         "Kafka brokers": kafka_nodes(docs, "broker"), "partitions": kafka.topic_partitions,
         "max embedders": scaled["embedder"], "max indexers": scaled["indexer"],
         "cache maxmemory": redis_flags(cache)["maxmemory"],
