@@ -719,6 +719,31 @@ def test_k8s_topics_are_the_ones_the_code_uses(rendered):
         assert config["cleanup.policy"] == "delete" and int(config["retention.ms"]) >= 24 * 3600 * 1000, topic_name
 
 
+def test_k8s_topics_agree_with_what_the_services_would_create(rendered):
+    """A service creates a missing topic (a replay's version topics always) with new_topic and the
+    ConfigMap's settings: that must be what the KafkaTopics declare, so production has one truth."""
+    from shared.config import TopicSettings
+    from shared.kafka import new_topic
+
+    name, docs = rendered
+    kafka = kafka_settings_of(docs)
+    env = by_kind(docs, "ConfigMap")[SERVICE_CONFIG]["data"]
+    with mock.patch.dict(os.environ, {k: str(v) for k, v in env.items()}, clear=True):
+        topic_settings = TopicSettings()
+    assert topic_settings.kafka_topic_replication_factor <= kafka_nodes(docs, "broker")
+    history = json.loads(CONNECTOR_FILE.read_text())["schema.history.internal.kafka.topic"]
+    for topic_name, topic in topics_of(docs).items():
+        if topic_name == history:
+            continue  # Debezium's own, never created by a service
+        created = new_topic(kafka, topic_name, topic_settings)
+        spec = topic["spec"]
+        assert (spec["partitions"], spec["replicas"]) == (created.num_partitions, created.replication_factor), \
+            f"{name}: {topic_name}"
+        declared = {k: str(v) for k, v in spec["config"].items()}
+        for key, value in created.config.items():
+            assert declared.get(key) == value, f"{name}: {topic_name} {key}: declared {declared.get(key)}, code {value}"
+
+
 def test_k8s_connector_is_the_checked_in_connector_config(rendered):
     """The KafkaConnector carries services/cdc/debezium-mariadb.json, key by key; only Kafka's
     address differs (the Strimzi bootstrap Service instead of the compose name)."""
