@@ -36,6 +36,8 @@ KUSTOMIZATIONS = {"base": K8S_DIR / "base", "dev": K8S_DIR / "overlays" / "dev",
                   "prod": K8S_DIR / "overlays" / "prod"}
 SERVICE_CONFIG = "influential-config"  # the ConfigMap every service reads (envFrom)
 CAPACITY_DOC = PROJECT_ROOT / "docs" / "capacity.md"
+DEPLOY_DOC = PROJECT_ROOT / "docs" / "deploy.md"
+SCHEMA_FILE = PROJECT_ROOT / "db" / "schema.sql"  # what the production database gets (docs/deploy.md)
 K8S_VERSION = "1.30.0"  # oldest Kubernetes minor we intend to support
 
 PIPELINE_SERVICES = ("viability", "embedder", "classifier", "indexer", "summarizer", "query")
@@ -252,11 +254,9 @@ def test_compose_registers_the_connector(compose):
             assert provider in connect_env.get("CONNECT_CONFIG_PROVIDERS", "").split(",")
             assert f"CONNECT_CONFIG_PROVIDERS_{provider.upper()}_CLASS" in connect_env
             assert var in connect_env, f"Connect has no {var} for {value}"
-    # Its signalling table is created by the init script.
-    table = connector.get("signal.data.collection")
-    if table:
-        init = compose["configs"]["debezium-init"]["content"]
-        assert f"CREATE TABLE IF NOT EXISTS {table.split('.', 1)[1]}" in init
+    # Its signalling table comes from db/schema.sql, mounted as the first init script.
+    assert f"CREATE TABLE IF NOT EXISTS {connector['signal.data.collection'].split('.', 1)[1]} (" in \
+        SCHEMA_FILE.read_text()
 
 
 # --- the Debezium connector config --------------------------------------------------------------
@@ -970,3 +970,96 @@ def test_compose_topics_partitions_agree(compose):
     for name in PIPELINE_SERVICES:
         env = compose_env(compose["services"][name])
         assert env.get("TOPIC_PARTITIONS", "1") == kafka_env.get("KAFKA_NUM_PARTITIONS", "1"), name
+
+
+# --- Debezium prerequisites and what a user must provide (docs/deploy.md) --------------------------
+
+
+def test_schema_sql_has_the_debezium_signal_table():
+    """Debezium's signalling table (docs: columns id VARCHAR(42) primary key, type VARCHAR(32), data
+    VARCHAR(2048)) is in the file the production database gets, named as the connector says."""
+    config = json.loads(CONNECTOR_FILE.read_text())
+    database, table = config["signal.data.collection"].split(".", 1)
+    assert database == MariaDBSettings().mariadb_database
+    match = re.search(rf"CREATE TABLE IF NOT EXISTS {table} \((.*?)\)\s*ENGINE", SCHEMA_FILE.read_text(), re.S)
+    assert match, f"db/schema.sql has no {table} table"
+    columns = {line.split()[0]: line.split()[1] for line in match.group(1).strip().splitlines()}
+    assert columns == {"id": "VARCHAR(42)", "type": "VARCHAR(32)", "data": "VARCHAR(2048)"}
+    assert "PRIMARY KEY" in match.group(1).strip().splitlines()[0]
+
+
+def provided() -> dict[str, set[str]]:
+    """docs/deploy.md "What you provide": the names of each kind of row."""
+    section = DEPLOY_DOC.read_text().split("## 2. What you provide", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| kind")]
+    found: dict[str, set[str]] = {}
+    for kind, name, *_ in rows:
+        found.setdefault(kind, set()).add(name.strip("`"))
+    return found
+
+
+def secret_needs(docs: list[dict]) -> tuple[set[tuple[str, str]], set[str]]:
+    """(secret, key) pairs the workloads need (non-optional secretKeyRefs) and the push Secrets."""
+    keys, pushes = set(), set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            ref = node.get("secretKeyRef")
+            if isinstance(ref, dict) and not ref.get("optional"):
+                keys.add((ref["name"], ref["key"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for doc in docs:
+        walk(doc)
+        if doc["kind"] == "KafkaConnect" and doc["spec"].get("build", {}).get("output", {}).get("pushSecret"):
+            pushes.add(doc["spec"]["build"]["output"]["pushSecret"])
+    return keys, pushes
+
+
+def placeholders(docs: list[dict]) -> set[str]:
+    return set(re.findall(r"[\w.-]*\.example\.[\w.-]+", json.dumps(docs)))
+
+
+def test_what_you_provide_is_complete():
+    table = provided()
+    prod = render(KUSTOMIZATIONS["prod"])
+    keys, pushes = secret_needs(prod)
+    listed_keys = {tuple(name.split("/", 1)) for name in table["secret key"]}
+    assert keys <= listed_keys, f"docs/deploy.md does not list the Secret keys {keys - listed_keys}"
+    assert pushes <= table["secret"], f"docs/deploy.md does not list the push Secrets {pushes - table['secret']}"
+    listed = table["registry"] | table["database host"]
+    for value in placeholders(prod):
+        assert any(name in value for name in listed), f"prod placeholder {value} is not in docs/deploy.md"
+    # The grants listed are the ones the dev database's init script gives (and compose's).
+    grants = re.findall(r"^GRANT .*;$", DEPLOY_DOC.read_text(), re.M)
+    init = by_kind(render(KUSTOMIZATIONS["dev"]), "ConfigMap")["mariadb-dev-init"]["data"]["02-debezium.sh"]
+    assert grants and [line.strip() for line in init.splitlines() if line.strip().startswith("GRANT")] == grants
+
+
+def test_dev_overlay_runs_without_editing():
+    docs = render(KUSTOMIZATIONS["dev"])
+    assert not placeholders(docs), f"dev overlay has placeholders: {placeholders(docs)}"
+    keys, pushes = secret_needs(docs)
+    secrets = by_kind(docs, "Secret")
+    for name, key in keys:
+        secret = secrets.get(name, {})
+        assert key in {**(secret.get("data") or {}), **(secret.get("stringData") or {})}, \
+            f"dev: nothing provides Secret {name} key {key}"
+    assert not pushes, "dev: the Connect build needs no registry credentials"
+    # The connector's database is a workload of the overlay, with the binlog settings Debezium needs.
+    connector = json.loads(CONNECTOR_FILE.read_text())
+    service = by_kind(docs, "Service")[connector["database.hostname"]]["spec"]
+    (mariadb,) = [d for d in by_kind(docs, "StatefulSet").values()
+                  if service.get("selector", {}).items() <= d["spec"]["template"]["metadata"]["labels"].items()
+                  and service.get("selector")]
+    (container,) = mariadb["spec"]["template"]["spec"]["containers"]
+    flags = " ".join(container["args"]).replace("_", "-")
+    for flag in ("--log-bin", "--binlog-format=ROW", "--binlog-row-image=FULL", "--binlog-row-metadata=FULL"):
+        assert flag in flags
+    (init,) = mariadb["spec"]["template"]["spec"]["initContainers"]
+    assert "/app/db/schema.sql" in init["command"], "the dev database gets db/schema.sql"
