@@ -2,7 +2,8 @@
 
 Reads:   <prefix>.<db>.accounts, <prefix>.<db>.posts        (Debezium envelopes, plain or schema-wrapped)
 Writes:  <prefix>.pipeline.posts.viable  key {"account_id"}  post.upsert | post.delete | account.purge
-         <prefix>-signal                 key <prefix>        execute-snapshot (posts of a newly viable account)
+         <prefix>-signal                 key <prefix>        execute-snapshot (posts of newly viable accounts,
+                                                             batched: services/viability/signals.py)
          <topic>.dlq                                         malformed input, with the reason in headers
 State:   Redis (accounts, post index per account, viable set)
 
@@ -22,13 +23,13 @@ from confluent_kafka import Message
 from pydantic import Field
 
 from services.viability.core import SnapshotRequest, SourceChange, ViabilityFilter, ViabilityRules
+from services.viability.signals import PendingSnapshots, SignalSender, snapshot_signals
 from services.viability.state import RedisViabilityState, delete_state, replay_namespaces
 from shared.cache import connect_redis
 from shared.config import KafkaSettings, RedisSettings, ServiceSettings, VectorStoreSettings, dlq_topic
 from shared.events import (
     account_key,
     encode,
-    incremental_snapshot_signal,
     parse_change_event,
 )
 from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
@@ -46,6 +47,11 @@ class ViabilitySettings(ServiceSettings):
     viability_min_posts: int = Field(20, description="Minimum number of posts of a viable account.")
     viability_active_within_days: int = Field(180, description="A viable account posted within this many days.")
     viability_max_posts_per_account: int = Field(20_000, description="Only the N most recent posts are indexed.")
+    viability_snapshot_accounts: int = Field(
+        500, ge=1, le=2_000, description="Most accounts one execute-snapshot signal asks posts for: Debezium keeps "
+        "one offset entry per pending signal, so a backfill makes ceil(accounts / this) entries (docs/deploy.md).")
+    viability_snapshot_wait_s: float = Field(
+        1.0, gt=0, description="Longest a newly viable account waits for others to share its snapshot signal.")
 
     def rules(self) -> ViabilityRules:
         return ViabilityRules(
@@ -58,18 +64,32 @@ class ViabilitySettings(ServiceSettings):
 class ViabilityService:
     """Adapts Kafka messages to the pure filter and its decisions back to Kafka messages."""
 
-    def __init__(self, kafka: KafkaSettings, decide: ViabilityFilter, output_topic: str | None = None) -> None:
+    def __init__(self, kafka: KafkaSettings, decide: ViabilityFilter, output_topic: str | None = None, *,
+                 pending: PendingSnapshots | None = None) -> None:
         self.kafka = kafka
         self.decide = decide
+        self.pending = pending
         self.output_topic = output_topic or kafka.viable_posts_topic
 
     def handle_batch(self, messages: list[Message]) -> BatchResult:
         result = BatchResult()
         changes = [c for c in result.parse_each(messages, self._parse) if c is not None]
-        verdict = self.decide.decide(changes, int(time.time() * 1000))
-        result.outputs = [self._outbound(decision) for decision in verdict.decisions]
+        now_ms = int(time.time() * 1000)
+        verdict = self.decide.decide(changes, now_ms)
+        result.outputs = [self._outbound(d) for d in verdict.decisions if not isinstance(d, SnapshotRequest)]
+        if self.pending is None:  # no Redis queue (a caller of its own): this batch's accounts, bounded signals
+            result.outputs += snapshot_signals(self.kafka, requested_accounts(verdict.decisions),
+                                               ViabilitySettings().viability_snapshot_accounts)
+        else:
+            result.after_durable.append(lambda: self._request_snapshots(verdict.decisions, now_ms))
         result.after_durable.append(lambda: self.decide.record(verdict))
         return result
+
+    def _request_snapshots(self, decisions, now_ms: int) -> None:
+        """Newly viable accounts wait in Redis for a batched signal (SignalSender sends it)."""
+        requested = requested_accounts(decisions)
+        VIABILITY_DECISIONS.labels(to="viable").inc(len(requested))
+        self.pending.add(requested, now_ms)
 
     def _parse(self, message: Message) -> SourceChange | None:
         change = parse_change_event(message.value())
@@ -78,24 +98,21 @@ class ViabilityService:
         return SourceChange.of("accounts" if message.topic() == self.kafka.accounts_topic else "posts", change)
 
     def _outbound(self, decision) -> OutboundMessage:
-        if isinstance(decision, SnapshotRequest):
-            VIABILITY_DECISIONS.labels(to="viable").inc()
-            value = incremental_snapshot_signal(self.kafka.source_database, "posts", "account_id",
-                                                list(decision.account_ids))
-            # Debezium only acts on signals whose key is its topic.prefix. A replay's loop signals the
-            # same source as the live one: the re-read rows land at the end of the CDC topics, which
-            # the replay reads too, and the rows are current (a newer source position than anything
-            # before them), so its new version gets the account's posts as they are now. The live loop
-            # sees those rows as well, and that is harmless: they are the rows it already has, its
-            # state takes them idempotently (same post, same publish time), an account viable there
-            # forwards the row again and the indexer rewrites the point in place (deterministic id,
-            # the current content, a newer source version), and an account not viable there forwards
-            # nothing. The same holds the other way round, for rows the live loop asked for.
-            return OutboundMessage(self.kafka.signal_topic, self.kafka.topic_prefix.encode(), value)
+        # Snapshot requests become batched signals (signals.py). Debezium only acts on signals whose key is
+        # its topic.prefix. A replay's loop signals the same source as the live one: the re-read rows land at
+        # the end of the CDC topics, which the replay reads too, and the rows are current, so its new version
+        # gets the account's posts as they are now. The live loop sees those rows as well, and that is
+        # harmless: its state takes them idempotently, an account viable there forwards the row again and
+        # the indexer rewrites the point in place (deterministic id, newer source version), and an account
+        # not viable there forwards nothing. The same holds the other way round.
         if decision.kind == "account.purge":
             VIABILITY_DECISIONS.labels(to="not_viable").inc()
         account_id = decision.account_id if decision.kind != "post.upsert" else decision.post.account_id
         return OutboundMessage(self.output_topic, account_key(account_id or 0), encode(decision))
+
+
+def requested_accounts(decisions) -> list[int]:
+    return [a for d in decisions if isinstance(d, SnapshotRequest) for a in d.account_ids]
 
 
 def viability_loop(kafka: KafkaSettings, redis_client: redis.Redis, rules: ViabilityRules, *, namespace: str,
@@ -103,7 +120,11 @@ def viability_loop(kafka: KafkaSettings, redis_client: redis.Redis, rules: Viabi
     inputs = [kafka.accounts_topic, kafka.posts_topic]
     ensure_topics(kafka, [*inputs, output_topic, kafka.signal_topic, *map(dlq_topic, inputs)])
     state = RedisViabilityState(redis_client, namespace=namespace)
-    service = ViabilityService(kafka, ViabilityFilter(state, rules), output_topic)
+    pending = PendingSnapshots(redis_client, namespace)
+    settings = ViabilitySettings()
+    SignalSender(kafka, pending, make_producer(kafka), max_accounts=settings.viability_snapshot_accounts,
+                 max_wait_s=settings.viability_snapshot_wait_s).start(stop)
+    service = ViabilityService(kafka, ViabilityFilter(state, rules), output_topic, pending=pending)
     return BatchLoop(service="viability", settings=kafka, consumer=make_consumer(kafka, group),
                      producer=make_producer(kafka), topics=inputs, handle_batch=service.handle_batch, stop=stop,
                      heartbeat=heartbeat)
