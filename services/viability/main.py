@@ -22,7 +22,7 @@ import redis
 from confluent_kafka import Message
 from pydantic import Field
 
-from services.viability.core import SnapshotRequest, SourceChange, ViabilityFilter, ViabilityRules
+from services.viability.core import SnapshotRequest, SourceChange, SourceTombstone, ViabilityFilter, ViabilityRules
 from services.viability.signals import PendingSnapshots, SignalSender, snapshot_signals
 from services.viability.state import RedisViabilityState, delete_state, replay_namespaces
 from shared.cache import connect_redis
@@ -31,6 +31,7 @@ from shared.events import (
     account_key,
     encode,
     parse_change_event,
+    parse_key_id,
 )
 from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
 from shared.index_registry import IndexRegistry, IndexVersion
@@ -91,11 +92,21 @@ class ViabilityService:
         VIABILITY_DECISIONS.labels(to="viable").inc(len(requested))
         self.pending.add(requested, now_ms)
 
-    def _parse(self, message: Message) -> SourceChange | None:
+    def _parse(self, message: Message) -> SourceChange | SourceTombstone | None:
+        table = "accounts" if message.topic() == self.kafka.accounts_topic else "posts"
         change = parse_change_event(message.value())
-        if change is None:  # tombstone: the delete before it was already acted on
-            return None
-        return SourceChange.of("accounts" if message.topic() == self.kafka.accounts_topic else "posts", change)
+        if change is None:
+            return self._tombstone(table, message)
+        return SourceChange.of(table, change)
+
+    @staticmethod
+    def _tombstone(table: str, message: Message) -> SourceTombstone | None:
+        """A tombstone deletes the row of its key (the primary key, Debezium's key {"id": ...}). After
+        compaction it may be all that is left of a delete; when the delete event was there too, the
+        second delete finds nothing left to do (docs/deploy.md "Deletes")."""
+        if message.value() is not None:
+            return None  # a schema-wrapped null payload: nothing to act on
+        return SourceTombstone(table, parse_key_id(message.key()))
 
     def _outbound(self, decision) -> OutboundMessage:
         # Snapshot requests become batched signals (signals.py). Debezium only acts on signals whose key is

@@ -1063,3 +1063,22 @@ def test_dev_overlay_runs_without_editing():
         assert flag in flags
     (init,) = mariadb["spec"]["template"]["spec"]["initContainers"]
     assert "/app/db/schema.sql" in init["command"], "the dev database gets db/schema.sql"
+
+
+def test_the_delete_promise_is_what_the_source_topics_keep():
+    """docs/deploy.md promises how long a consumer may be down and still see deletes: the tombstone's
+    delete.retention.ms on every source topic (declared and created by a service) must keep it."""
+    from shared.config import TopicSettings
+    from shared.kafka import new_topic
+
+    days = int(re.search(r"may be down for up to (\d+) days and still sees every delete", DEPLOY_DOC.read_text())[1])
+    kafka = KafkaSettings()
+    for overlay in KUSTOMIZATIONS:
+        topics = topics_of(render(KUSTOMIZATIONS[overlay]))
+        for name in (kafka.accounts_topic, kafka.posts_topic):
+            config = topics[name]["spec"]["config"]
+            assert config["cleanup.policy"] == "compact"
+            assert int(config["delete.retention.ms"]) >= days * 86_400_000, f"{overlay}: {name}"
+            assert int(config["max.compaction.lag.ms"]) <= int(config["delete.retention.ms"])
+    created = new_topic(kafka, kafka.posts_topic, TopicSettings()).config
+    assert int(created["delete.retention.ms"]) >= days * 86_400_000
