@@ -54,11 +54,24 @@ schemas: setup
 	$(PY) -m shared.schemas --write
 
 # Every overlay rendered by kubectl's kustomize and validated: Kubernetes objects against the API schemas
-# (kubernetes-validate), Strimzi/KEDA resources against their CRDs' facts (tests/unit/test_deploy_config.py).
-deploy-check: setup
+# (kubernetes-validate) and Strimzi/KEDA resources against the CRD facts in tests/unit/test_deploy_config.py,
+# then against the published CRDs of the operator versions the manifests name, downloaded from the
+# operators' GitHub releases into .dev/crds (not committed; docs/deploy.md).
+STRIMZI_VERSION := 1.2.0
+KEDA_VERSION := 2.20.2
+CRD_DIR := .dev/crds
+CRDS := $(CRD_DIR)/strimzi-crds-$(STRIMZI_VERSION).yaml $(CRD_DIR)/keda-$(KEDA_VERSION)-crds.yaml
+$(CRD_DIR)/strimzi-crds-$(STRIMZI_VERSION).yaml:
+	@mkdir -p $(CRD_DIR)
+	curl -fsSL -o $@.tmp https://github.com/strimzi/strimzi-kafka-operator/releases/download/$(STRIMZI_VERSION)/strimzi-crds-$(STRIMZI_VERSION).yaml && mv $@.tmp $@
+$(CRD_DIR)/keda-$(KEDA_VERSION)-crds.yaml:
+	@mkdir -p $(CRD_DIR)
+	curl -fsSL -o $@.tmp https://github.com/kedacore/keda/releases/download/v$(KEDA_VERSION)/keda-$(KEDA_VERSION)-crds.yaml && mv $@.tmp $@
+
+deploy-check: setup $(CRDS)
 	@command -v kubectl >/dev/null || { echo "kubectl is missing: install it (docs/deploy.md), then run again" >&2; exit 1; }
-	@for overlay in k8s/base k8s/overlays/dev k8s/overlays/prod; do kubectl kustomize $$overlay >/dev/null || exit 1; done
-	$(PY) -m pytest -q tests/unit/test_deploy_config.py
+	$(PY) -m pytest -q tests/unit/test_deploy_config.py tests/unit/test_deploy_check.py
+	$(PY) -m ops.deploy_check --crds $(CRD_DIR) k8s/base k8s/overlays/dev k8s/overlays/prod
 
 up:
 	docker compose up -d --build --wait
