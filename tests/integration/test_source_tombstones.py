@@ -47,18 +47,21 @@ def test_tombstone_only_deletes_reach_the_viability_output(infra):
                           topic_prefix=f"i13tomb{int(time.time())}")
     output = kafka.viable_posts_topic
     ensure_topics(kafka, [kafka.accounts_topic, kafka.posts_topic, output])
-    source = [
+    rows = [
         OutboundMessage(kafka.accounts_topic, key(1), row_event("accounts", account(1))),
         OutboundMessage(kafka.accounts_topic, key(2), row_event("accounts", account(2))),
         *[OutboundMessage(kafka.posts_topic, key(p), row_event("posts", post(p, 1))) for p in (11, 12)],
         OutboundMessage(kafka.posts_topic, key(21), row_event("posts", post(21, 2))),
+    ]
+    tombstones = [
         # Compacted: the delete events are gone, only the tombstones are left.
         OutboundMessage(kafka.posts_topic, key(11), None),
         OutboundMessage(kafka.accounts_topic, key(2), None),
         # A post nobody knows (its delete was handled long ago): nothing to do.
         OutboundMessage(kafka.posts_topic, key(99), None),
     ]
-    produce_all(make_producer(kafka), source)
+    producer = make_producer(kafka)
+    produce_all(producer, rows)
     client = redis.Redis(host="127.0.0.1", port=infra.config.redis_port)
     stop = threading.Event()
     loop = viability_loop(kafka, client, ViabilityRules(min_followers=1, min_posts=1, active_within_days=30),
@@ -70,10 +73,17 @@ def test_tombstone_only_deletes_reach_the_viability_output(infra):
     consumer = Consumer({"bootstrap.servers": kafka.kafka_bootstrap_servers, "group.id": f"{kafka.topic_prefix}-r",
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([output])
-    deadline = time.monotonic() + 60
+
+    def read_until(done) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not done():
+            events.extend(orjson.loads(m.value()) for m in consumer.consume(50, 0.5) if m.error() is None)
+
     try:
-        while time.monotonic() < deadline and not any(e["kind"] == "account.purge" for e in events):
-            events += [orjson.loads(m.value()) for m in consumer.consume(50, 0.5) if m.error() is None]
+        # Both accounts viable and indexed first (the two topics have no order between them).
+        read_until(lambda: {e["post"]["id"] for e in events if e["kind"] == "post.upsert"} == {11, 12, 21})
+        produce_all(producer, tombstones)
+        read_until(lambda: any(e["kind"] == "account.purge" for e in events))
     finally:
         consumer.close()
         stop.set()
