@@ -75,7 +75,7 @@ def test_tombstone_only_deletes_reach_the_viability_output(infra):
     consumer.subscribe([output])
 
     def read_until(done) -> None:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a new consumer group's first join can take a while here
         while time.monotonic() < deadline and not done():
             events.extend(orjson.loads(m.value()) for m in consumer.consume(50, 0.5) if m.error() is None)
 
