@@ -35,17 +35,19 @@ log = get_logger("viability.signals")
 SIGNAL_MAX_BYTES = 64 * 1024
 
 
-def snapshot_signals(kafka: KafkaSettings, account_ids: Sequence[int], max_accounts: int) -> list[OutboundMessage]:
-    """Signals asking for the posts of these accounts, at most max_accounts accounts each.
+def snapshot_signals(kafka: KafkaSettings, ids: Sequence[int], max_per_signal: int,
+                     column: str = "account_id") -> list[OutboundMessage]:
+    """Signals asking for the posts with ``column IN ids`` (the posts of accounts, or single posts by
+    ``id``), at most max_per_signal ids each.
 
     The key is Debezium's topic.prefix: its Kafka channel acts only on signals keyed so."""
-    ordered = sorted(set(account_ids))
+    ordered = sorted(set(ids))
     signals = []
-    for start in range(0, len(ordered), max_accounts):
-        value = incremental_snapshot_signal(kafka.source_database, "posts", "account_id",
-                                            ordered[start:start + max_accounts])
+    for start in range(0, len(ordered), max_per_signal):
+        value = incremental_snapshot_signal(kafka.source_database, "posts", column,
+                                            ordered[start:start + max_per_signal])
         if len(value) > SIGNAL_MAX_BYTES:
-            raise ValueError(f"a signal of {max_accounts} accounts is {len(value)} bytes (> {SIGNAL_MAX_BYTES}): "
+            raise ValueError(f"a signal of {max_per_signal} ids is {len(value)} bytes (> {SIGNAL_MAX_BYTES}): "
                              "lower VIABILITY_SNAPSHOT_ACCOUNTS")
         signals.append(OutboundMessage(kafka.signal_topic, kafka.topic_prefix.encode(), value))
     return signals
