@@ -1,5 +1,5 @@
 # One image for every service; the command picks the service:
-#   docker run IMAGE python -m services.<viability|embedder|indexer|query|cdc>.main
+#   docker run IMAGE python -m services.<cdc|viability|embedder|classifier|indexer|summarizer|query>.main
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -28,9 +28,11 @@ COPY db ./db
 COPY config ./config
 RUN pip install --no-deps .
 
-# Build the ONNX graph once, at image build time, so no container builds it at start-up.
+# Build every model variant a replay may ask for (ops.replay --model fp32|int8) once, at image build
+# time: the containers run as user 10001 with a read-only root filesystem, so /models cannot be written
+# at run time (tests/integration/test_image_models.py runs this line and then loads both read-only).
 ENV MODEL_CACHE_DIR=/models
-RUN python -c "from shared.embedding import load_text_embedder; load_text_embedder('/models')"
+RUN python -c "from shared.embedding import load_text_embedder as load; load('/models'); load('/models', quantize=True)"
 
 # Writable state lives in /data (volumes); the image itself is read-only for the service user.
 RUN groupadd --system --gid 10001 app \

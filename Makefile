@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
 SCALE ?= small
 
-.PHONY: help setup dev test test-fast seed replay schemas up down clean bench bench-classification llm-local
+.PHONY: help setup dev test test-fast seed replay schemas up down clean bench bench-classification llm-local deploy-check
 
 help:
 	@echo "make dev        install what is missing, then run the whole stack until Ctrl-C"
@@ -17,6 +17,7 @@ help:
 	@echo "make eval-accounts   account search quality: MRR@10, hit@1, recall@10 per method (eval/README.md)"
 	@echo "make schemas    regenerate schemas/*.json from shared/events.py"
 	@echo "make up / down  the production-like stack in Docker (Kafka, Debezium, Qdrant server)"
+	@echo "make deploy-check   render every k8s overlay with kubectl kustomize and validate every object (docs/deploy.md)"
 	@echo "make llm-local  serve SmolLM2-135M on a private port (OpenAI-compatible; ARGS=--smoke); plumbing check only"
 
 $(STAMP): pyproject.toml scripts/setup.sh
@@ -67,6 +68,26 @@ eval-accounts: setup
 
 schemas: setup
 	$(PY) -m shared.schemas --write
+
+# Every overlay rendered by kubectl's kustomize and validated: Kubernetes objects against the API schemas
+# (kubernetes-validate) and Strimzi/KEDA resources against the CRD facts in tests/unit/test_deploy_config.py,
+# then against the published CRDs of the operator versions the manifests name, downloaded from the
+# operators' GitHub releases into .dev/crds (not committed; docs/deploy.md).
+STRIMZI_VERSION := 1.2.0
+KEDA_VERSION := 2.20.2
+CRD_DIR := .dev/crds
+CRDS := $(CRD_DIR)/strimzi-crds-$(STRIMZI_VERSION).yaml $(CRD_DIR)/keda-$(KEDA_VERSION)-crds.yaml
+$(CRD_DIR)/strimzi-crds-$(STRIMZI_VERSION).yaml:
+	@mkdir -p $(CRD_DIR)
+	curl -fsSL -o $@.tmp https://github.com/strimzi/strimzi-kafka-operator/releases/download/$(STRIMZI_VERSION)/strimzi-crds-$(STRIMZI_VERSION).yaml && mv $@.tmp $@
+$(CRD_DIR)/keda-$(KEDA_VERSION)-crds.yaml:
+	@mkdir -p $(CRD_DIR)
+	curl -fsSL -o $@.tmp https://github.com/kedacore/keda/releases/download/v$(KEDA_VERSION)/keda-$(KEDA_VERSION)-crds.yaml && mv $@.tmp $@
+
+deploy-check: setup $(CRDS)
+	@command -v kubectl >/dev/null || { echo "kubectl is missing: install it (docs/deploy.md), then run again" >&2; exit 1; }
+	$(PY) -m pytest -q tests/unit/test_deploy_config.py tests/unit/test_deploy_check.py
+	$(PY) -m ops.deploy_check --crds $(CRD_DIR) k8s/base k8s/overlays/dev k8s/overlays/prod
 
 up:
 	docker compose up -d --build --wait

@@ -36,3 +36,13 @@ CREATE TABLE IF NOT EXISTS posts (
   -- Serves "latest posts of an account" for viability rules and re-embedding an account.
   KEY idx_posts_account_published (account_id, published_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- Debezium's signalling table (connector property signal.data.collection = influential.debezium_signal).
+-- Incremental snapshots write their open/close watermarks here, so the connector fails on its first
+-- snapshot signal without it; the Debezium user needs INSERT, UPDATE, DELETE on it (docs/deploy.md).
+-- Column names and types as the Debezium docs define the signalling table (id, type, data).
+CREATE TABLE IF NOT EXISTS debezium_signal (
+  id   VARCHAR(42)   NOT NULL PRIMARY KEY,
+  type VARCHAR(32)   NOT NULL,
+  data VARCHAR(2048) NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;

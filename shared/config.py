@@ -64,6 +64,31 @@ def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
 
+_DAY_MS = 24 * 3600 * 1000
+
+
+class TopicSettings(_EnvSettings):
+    """How the services create a missing topic, by its role (shared/kafka.py topic_role): source (Debezium's
+    CDC topics), pipeline (derived topics, a replay's version topics too), signal, dlq. k8s declares the
+    same settings as KafkaTopic resources (k8s/base/kafka-topics.yaml); docs/deploy.md "Deletes" explains
+    the source topics' promise."""
+
+    kafka_topic_replication_factor: int = Field(1, ge=1, description="Replicas of every topic the services "
+                                                "create (production: 3, one per broker).")
+    kafka_topic_min_insync_replicas: int = Field(1, ge=1, description="min.insync.replicas of those topics "
+                                                 "(production: 2, so acks=all survives one broker down).")
+    kafka_dlq_partitions: int = Field(1, ge=1, description="Partitions of dead-letter topics (low volume).")
+    kafka_pipeline_retention_ms: int = Field(7 * _DAY_MS, ge=-1, description="retention.ms of pipeline topics.")
+    kafka_dlq_retention_ms: int = Field(30 * _DAY_MS, ge=-1, description="retention.ms of dead-letter topics "
+                                        "(time to inspect and re-drive).")
+    kafka_source_delete_retention_ms: int = Field(
+        7 * _DAY_MS, ge=0, description="delete.retention.ms of the compacted source topics: how long a tombstone "
+        "stays after compaction, i.e. how long a consumer may be down and still see a delete (docs/deploy.md).")
+    kafka_source_max_compaction_lag_ms: int = Field(
+        _DAY_MS, ge=1, description="max.compaction.lag.ms of the source topics: a deleted row's older events "
+        "are compacted away within this time, after which only its tombstone says it was deleted.")
+
+
 class MariaDBSettings(_EnvSettings):
     mariadb_host: str = Field("127.0.0.1", description="MariaDB host (source of truth).")
     mariadb_port: int = Field(3307, description="MariaDB port; the local stack runs a private server here.")
@@ -106,6 +131,26 @@ class VectorStoreSettings(_EnvSettings):
     indexer_batch_size: int = Field(1024, ge=1, description="Max events the indexer writes per batch (instead of "
                                     "KAFKA_BATCH_SIZE): every write ends with a sync whose cost is per batch, "
                                     "not per point (edge: an fsync of each segment file, 28-400 ms here).")
+
+
+class QdrantPlanSettings(_EnvSettings):
+    """How the Qdrant server lays out every collection the system creates (posts, accounts and a replay's
+    posts_vN/accounts_vN alike); the defaults fit one node. docs/capacity.md explains the production numbers."""
+
+    qdrant_expected_peers: int = Field(1, ge=1, description="Qdrant nodes that must have joined the cluster "
+                                       "(GET /cluster) before a collection is created; until then creation waits, "
+                                       "so shards and replicas spread over every node instead of the first one.")
+    qdrant_shard_number: int = Field(1, ge=1, description="Shards per collection (a multiple of the node count).")
+    qdrant_replication_factor: int = Field(1, ge=1, description="Copies of each shard (at most the node count).")
+    qdrant_write_consistency_factor: int = Field(1, ge=1, description="Replicas that must confirm a write "
+                                                 "(at most QDRANT_REPLICATION_FACTOR).")
+    qdrant_on_disk: bool = Field(False, description="Original vectors, sparse index and payload on disk (RAM "
+                                 "holds the quantized vectors and the HNSW graph).")
+    qdrant_quantization: str = Field("none", pattern="^(none|int8)$", description="Scalar int8 quantization of "
+                                     "the dense vectors (kept in RAM), or none.")
+    qdrant_write_ordering: str = Field("medium", pattern="^(weak|medium|strong)$", description="Ordering of "
+                                       "writes when QDRANT_REPLICATION_FACTOR > 1 (Qdrant's `ordering` parameter): "
+                                       "medium routes a point's writes through one leader, so replicas agree.")
 
 
 class ModelSettings(_EnvSettings):

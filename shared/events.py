@@ -217,7 +217,9 @@ class PostDelete(_Model):
     kind: Literal["post.delete"] = "post.delete"
     post_id: int
     account_id: int | None = None
-    position: SourcePosition
+    # None: from a tombstone on a source topic, which has no source position ("unversioned": applied
+    # regardless of the stored version).
+    position: SourcePosition | None
 
 
 class AccountPurge(_Model):
@@ -226,7 +228,7 @@ class AccountPurge(_Model):
     kind: Literal["account.purge"] = "account.purge"
     account_id: int
     reason: str
-    position: SourcePosition | None = None  # None: not caused by a source change (the viability sweep)
+    position: SourcePosition | None = None  # None: unversioned (a tombstone, as PostDelete) or no source change (the sweep)
 
 
 class PostLabels(_Model):

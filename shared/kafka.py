@@ -17,7 +17,7 @@ from typing import TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from shared.config import KafkaSettings, dlq_topic
+from shared.config import KafkaSettings, TopicSettings, dlq_topic
 from shared.health import Heartbeat
 from shared.logging import get_logger
 from shared.metrics import DLQ_MESSAGES, LAST_BATCH_TS, MESSAGES_CONSUMED, MESSAGES_PRODUCED
@@ -94,16 +94,44 @@ def make_consumer(settings: KafkaSettings, group_id: str, **overrides: object) -
     return Consumer(config)
 
 
-def ensure_topics(settings: KafkaSettings, topics: Iterable[str], *, partitions: int | None = None) -> None:
-    """Create missing topics; existing ones are left as they are."""
+def topic_role(settings: KafkaSettings, topic: str) -> str:
+    """source (Debezium's CDC topics), signal (Debezium's signal channel), dlq, or pipeline (the rest,
+    a replay's version topics included)."""
+    if topic == settings.signal_topic:
+        return "signal"
+    if topic.endswith(dlq_topic("")):
+        return "dlq"
+    if topic in (settings.accounts_topic, settings.posts_topic):
+        return "source"
+    return "pipeline"
+
+
+def new_topic(settings: KafkaSettings, topic: str, topics: TopicSettings | None = None) -> NewTopic:
+    """How a missing topic is created: partitions, replication and config by its role."""
+    topics = topics or TopicSettings()
+    role = topic_role(settings, topic)
+    # Debezium's Kafka signal channel reads partition 0 only: a second partition would lose signals.
+    partitions = {"signal": 1, "dlq": topics.kafka_dlq_partitions}.get(role, settings.topic_partitions)
+    config = {"min.insync.replicas": str(topics.kafka_topic_min_insync_replicas)}
+    if role == "source":  # compacted: a replay from offset 0 is the current state of every row
+        config |= {"cleanup.policy": "compact",
+                   "delete.retention.ms": str(topics.kafka_source_delete_retention_ms),
+                   "max.compaction.lag.ms": str(topics.kafka_source_max_compaction_lag_ms)}
+    else:
+        retention = topics.kafka_dlq_retention_ms if role == "dlq" else topics.kafka_pipeline_retention_ms
+        config |= {"cleanup.policy": "delete", "retention.ms": str(retention)}
+    return NewTopic(topic, num_partitions=partitions, replication_factor=topics.kafka_topic_replication_factor,
+                    config=config)
+
+
+def ensure_topics(settings: KafkaSettings, topics: Iterable[str]) -> None:
+    """Create missing topics with their role's settings (new_topic); existing ones are left as they are."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
     if not wanted:
         return
-    futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions or settings.topic_partitions, replication_factor=1) for t in wanted]
-    )
+    futures = admin.create_topics([new_topic(settings, t) for t in wanted])
     for topic, future in futures.items():
         try:
             future.result(timeout=10)

@@ -18,7 +18,7 @@ from shared.config import KafkaSettings
 from shared.health import Heartbeat
 from shared.index_registry import IndexRegistry, IndexVersion
 from shared.logging import get_logger
-from shared.vectorstore import VectorStore
+from shared.vectorstore import StoreUnavailable, VectorStore
 
 log = get_logger(__name__)
 
@@ -92,8 +92,12 @@ class IndexerSupervisor:
 
     def _start(self, version: IndexVersion) -> None:
         stop = threading.Event()
-        loop = indexer_loop(self.kafka, self.store, version.collection, stop, self.heartbeat,
-                            group=version.indexer_group, topic=version.source_topic, labeller=self.labeller)
+        try:
+            loop = indexer_loop(self.kafka, self.store, version.collection, stop, self.heartbeat,
+                                group=version.indexer_group, topic=version.source_topic, labeller=self.labeller)
+        except StoreUnavailable as exc:  # e.g. Qdrant peers still joining: the next reconcile tries again
+            log.warning("index version not started yet", collection=version.collection, error=str(exc))
+            return
         thread = threading.Thread(target=loop.run, name=f"indexer-{version.collection}", daemon=True)
         thread.start()
         self.loops[version.collection] = _RunningLoop(thread, stop)

@@ -145,6 +145,49 @@ class SourceChange:
         return StateWrite(record.account_id, post=(record.id, None if deleted else record.published_at))
 
 
+@dataclass(frozen=True)
+class SourceTombstone:
+    """A tombstone on a source topic: the row with this primary key is gone. After compaction it may be
+    all that is left of a delete (the ``op: "d"`` event before it compacted away), so it is acted on as a
+    delete of that key. It has no source position; a post's account comes from the state's lookup."""
+
+    table: Literal["accounts", "posts"]
+    row_id: int
+    post_account_id: int | None = None  # posts: the account the state knew the post by
+    op: str = "d"
+    position: None = None
+
+    @property
+    def account_id(self) -> int:
+        return self.row_id if self.table == "accounts" else int(self.post_account_id or 0)
+
+    def state_write(self) -> StateWrite:
+        if self.table == "accounts":
+            return StateWrite(self.row_id, account_deleted=True)
+        return StateWrite(self.account_id, post=(self.row_id, None))
+
+
+def resolve_tombstones(changes: Sequence[SourceChange | SourceTombstone],
+                       stored: dict[int, int]) -> tuple[list[SourceChange | SourceTombstone], dict[int, int | None]]:
+    """Give each post tombstone its account (from this batch's own changes, else ``stored``, the
+    state's post -> account lookup) and drop those of posts nobody knows (their delete was already
+    acted on, or the post was never seen). Returns the changes and the lookup's updates (None = forget)."""
+    known: dict[int, int | None] = {}
+    resolved: list[SourceChange | SourceTombstone] = []
+    for change in changes:
+        if isinstance(change, SourceTombstone):
+            if change.table == "posts":
+                account_id = known[change.row_id] if change.row_id in known else stored.get(change.row_id)
+                if account_id is None:
+                    continue
+                change = SourceTombstone("posts", change.row_id, account_id)
+                known[change.row_id] = None
+        elif isinstance(change.record, PostRecord):
+            known[change.record.id] = None if change.op == "d" else change.record.account_id
+        resolved.append(change)
+    return resolved, known
+
+
 def read_view(state: ViabilityState, account_id: int, post: PostWrite | None, limit: int) -> AccountView:
     """One call per fact: apply the post write (if any) and read the view after it."""
     removed_rank = None
@@ -201,6 +244,9 @@ class Verdict:
 
     decisions: list[Decision] = field(default_factory=list)
     viable_after: dict[int, bool] = field(default_factory=dict)
+    # post id -> account id (None = forget), recorded with the viability: a tombstone is resolved
+    # against it, so it must not run ahead of the deletes downstream has seen.
+    post_accounts: dict[int, int | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -223,9 +269,10 @@ class ViabilityFilter:
         self.state = state
         self.rules = rules
 
-    def decide(self, changes: Sequence[SourceChange], now_ms: int) -> Verdict:
+    def decide(self, changes: Sequence[SourceChange | SourceTombstone], now_ms: int) -> Verdict:
         """Decide a batch in order, with one state round trip for all of it when the state allows."""
         verdict = Verdict()
+        changes, verdict.post_accounts = resolve_tombstones(changes, self._stored_post_accounts(changes))
         for change, view in zip(changes, self._views([c.state_write() for c in changes])):
             self._decide_one(change, view, now_ms, verdict)
         return verdict
@@ -243,7 +290,15 @@ class ViabilityFilter:
                 verdict.decisions.append(AccountPurge(account_id=write.account_id, reason=reason, position=None))
         return Sweep(as_of_ms, len(writes), verdict)
 
+    def _stored_post_accounts(self, changes: Sequence[SourceChange | SourceTombstone]) -> dict[int, int]:
+        wanted = [c.row_id for c in changes if isinstance(c, SourceTombstone) and c.table == "posts"]
+        lookup = getattr(self.state, "post_accounts", None)
+        return lookup(wanted) if wanted and lookup is not None else {}
+
     def record(self, verdict: Verdict) -> None:
+        set_post_accounts = getattr(self.state, "set_post_accounts", None)
+        if set_post_accounts is not None and verdict.post_accounts:
+            set_post_accounts(verdict.post_accounts)
         set_viable_many = getattr(self.state, "set_viable_many", None)
         if set_viable_many is not None:
             set_viable_many(verdict.viable_after)
@@ -260,7 +315,11 @@ class ViabilityFilter:
             return apply_and_read(writes, limit)
         return read_views(self.state, writes, limit)
 
-    def _decide_one(self, change: SourceChange, view: AccountView, now_ms: int, verdict: Verdict) -> None:
+    def _decide_one(self, change: SourceChange | SourceTombstone, view: AccountView, now_ms: int,
+                    verdict: Verdict) -> None:
+        if isinstance(change, SourceTombstone):
+            self._decide_tombstone(change, view, now_ms, verdict)
+            return
         account_id = change.account_id
         if isinstance(change.record, AccountRecord):
             self._transition(account_id, view, change.position, now_ms, verdict)
@@ -273,7 +332,13 @@ class ViabilityFilter:
         elif self._transition(account_id, view, change.position, now_ms, verdict):
             verdict.decisions += self._forward(post, change.position, view)
 
-    def _transition(self, account_id: int, view: AccountView, position: SourcePosition, now_ms: int,
+    def _decide_tombstone(self, change: SourceTombstone, view: AccountView, now_ms: int, verdict: Verdict) -> None:
+        """A delete known only by its key: unversioned (position None) downstream."""
+        if change.table == "posts":
+            verdict.decisions.append(PostDelete(post_id=change.row_id, account_id=change.account_id, position=None))
+        self._transition(change.account_id, view, None, now_ms, verdict)
+
+    def _transition(self, account_id: int, view: AccountView, position: SourcePosition | None, now_ms: int,
                     verdict: Verdict) -> bool:
         """Compare the account's viability now with what was last decided (earlier in this batch,
         or recorded); act on a change. Returns whether the account is viable afterwards."""

@@ -2,7 +2,8 @@
 
 Reads:   <prefix>.<db>.accounts, <prefix>.<db>.posts        (Debezium envelopes, plain or schema-wrapped)
 Writes:  <prefix>.pipeline.posts.viable  key {"account_id"}  post.upsert | post.delete | account.purge
-         <prefix>-signal                 key <prefix>        execute-snapshot (posts of a newly viable account)
+         <prefix>-signal                 key <prefix>        execute-snapshot (posts of newly viable accounts,
+                                                             batched: services/viability/signals.py)
          <topic>.dlq                                         malformed input, with the reason in headers
 State:   Redis (accounts, post index per account, viable set)
 
@@ -22,15 +23,16 @@ import redis
 from confluent_kafka import Message
 from pydantic import Field
 
-from services.viability.core import SnapshotRequest, SourceChange, ViabilityFilter, ViabilityRules
+from services.viability.core import SnapshotRequest, SourceChange, SourceTombstone, ViabilityFilter, ViabilityRules
+from services.viability.signals import PendingSnapshots, SignalSender, snapshot_signals
 from services.viability.state import RedisViabilityState, delete_state, replay_namespaces
 from shared.cache import connect_redis
 from shared.config import KafkaSettings, RedisSettings, ServiceSettings, VectorStoreSettings, dlq_topic
 from shared.events import (
     account_key,
     encode,
-    incremental_snapshot_signal,
     parse_change_event,
+    parse_key_id,
 )
 from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
 from shared.index_registry import IndexRegistry, IndexVersion
@@ -59,6 +61,11 @@ class ViabilitySettings(ServiceSettings):
         300.0, gt=0, description="How often the viability loop re-evaluates the time rule (a post within N days) "
         "over every viable account, purging those that went quiet without any event; events in between are "
         "decided by the last sweep's clock, which replay verification uses too.")
+    viability_snapshot_accounts: int = Field(
+        500, ge=1, le=2_000, description="Most accounts one execute-snapshot signal asks posts for: Debezium keeps "
+        "one offset entry per pending signal, so a backfill makes ceil(accounts / this) entries (docs/deploy.md).")
+    viability_snapshot_wait_s: float = Field(
+        1.0, gt=0, description="Longest a newly viable account waits for others to share its snapshot signal.")
 
     def rules(self) -> ViabilityRules:
         return ViabilityRules(
@@ -71,9 +78,11 @@ class ViabilitySettings(ServiceSettings):
 class ViabilityService:
     """Adapts Kafka messages to the pure filter and its decisions back to Kafka messages."""
 
-    def __init__(self, kafka: KafkaSettings, decide: ViabilityFilter, output_topic: str | None = None) -> None:
+    def __init__(self, kafka: KafkaSettings, decide: ViabilityFilter, output_topic: str | None = None, *,
+                 pending: PendingSnapshots | None = None) -> None:
         self.kafka = kafka
         self.decide = decide
+        self.pending = pending
         self.output_topic = output_topic or kafka.viable_posts_topic
         self.as_of_ms: int | None = None  # the last completed sweep's clock (None: none yet, use now)
 
@@ -86,9 +95,23 @@ class ViabilityService:
         result = BatchResult()
         changes = [c for c in result.parse_each(messages, self._parse) if c is not None]
         verdict = self.decide.decide(changes, self.clock_ms())
-        result.outputs = [self._outbound(decision) for decision in verdict.decisions]
+        result.outputs = [self._outbound(d) for d in verdict.decisions if not isinstance(d, SnapshotRequest)]
+        # Single-post refills (a top-N delete) are few: they go out with the batch.
+        result.outputs += snapshot_signals(self.kafka, requested_posts(verdict.decisions),
+                                           ViabilitySettings().viability_snapshot_accounts, column="id")
+        if self.pending is None:  # no Redis queue (a caller of its own): this batch's accounts, bounded signals
+            result.outputs += snapshot_signals(self.kafka, requested_accounts(verdict.decisions),
+                                               ViabilitySettings().viability_snapshot_accounts)
+        else:
+            result.after_durable.append(lambda: self._request_snapshots(verdict.decisions, int(time.time() * 1000)))
         result.after_durable.append(lambda: self.decide.record(verdict))
         return result
+
+    def _request_snapshots(self, decisions, now_ms: int) -> None:
+        """Newly viable accounts wait in Redis for a batched signal (SignalSender sends it)."""
+        requested = requested_accounts(decisions)
+        VIABILITY_DECISIONS.labels(to="viable").inc(len(requested))
+        self.pending.add(requested, now_ms)
 
     def sweep(self, loop: str) -> BatchResult:
         """Evaluate the time rule over every viable account as of now; its purges go out and its
@@ -113,39 +136,34 @@ class ViabilityService:
         result.after_durable.append(record)
         return result
 
-    def _parse(self, message: Message) -> SourceChange | None:
+    def _parse(self, message: Message) -> SourceChange | SourceTombstone | None:
+        table = "accounts" if message.topic() == self.kafka.accounts_topic else "posts"
         change = parse_change_event(message.value())
-        if change is None:  # tombstone: the delete before it was already acted on
-            return None
-        return SourceChange.of("accounts" if message.topic() == self.kafka.accounts_topic else "posts", change)
+        if change is None:
+            return self._tombstone(table, message)
+        return SourceChange.of(table, change)
+
+    @staticmethod
+    def _tombstone(table: str, message: Message) -> SourceTombstone | None:
+        """A tombstone deletes the row of its key (the primary key, Debezium's key {"id": ...}). After
+        compaction it may be all that is left of a delete; when the delete event was there too, the
+        second delete finds nothing left to do (docs/deploy.md "Deletes")."""
+        if message.value() is not None:
+            return None  # a schema-wrapped null payload: nothing to act on
+        return SourceTombstone(table, parse_key_id(message.key()))
 
     def _outbound(self, decision) -> OutboundMessage:
-        if isinstance(decision, SnapshotRequest):
-            if decision.account_ids:
-                VIABILITY_DECISIONS.labels(to="viable").inc()
-            value = snapshot_request_signal(self.kafka.source_database, decision)
-            # Debezium only acts on signals whose key is its topic.prefix. A replay's loop signals the
-            # same source as the live one: the re-read rows land at the end of the CDC topics, which
-            # the replay reads too, and the rows are current (a newer source position than anything
-            # before them), so its new version gets the account's posts as they are now. The live loop
-            # sees those rows as well, and that is harmless: they are the rows it already has, its
-            # state takes them idempotently (same post, same publish time), an account viable there
-            # forwards the row again and the indexer rewrites the point in place (deterministic id,
-            # the current content, a newer source version), and an account not viable there forwards
-            # nothing. The same holds the other way round, for rows the live loop asked for.
-            return OutboundMessage(self.kafka.signal_topic, self.kafka.topic_prefix.encode(), value)
+        # Snapshot requests become batched signals (signals.py). Debezium only acts on signals whose key is
+        # its topic.prefix. A replay's loop signals the same source as the live one: the re-read rows land at
+        # the end of the CDC topics, which the replay reads too, and the rows are current, so its new version
+        # gets the account's posts as they are now. The live loop sees those rows as well, and that is
+        # harmless: its state takes them idempotently, an account viable there forwards the row again and
+        # the indexer rewrites the point in place (deterministic id, newer source version), and an account
+        # not viable there forwards nothing. The same holds the other way round.
         if decision.kind == "account.purge":
             VIABILITY_DECISIONS.labels(to="not_viable").inc()
         account_id = decision.account_id if decision.kind != "post.upsert" else decision.post.account_id
         return OutboundMessage(self.output_topic, account_key(account_id or 0), encode(decision))
-
-
-def snapshot_request_signal(database: str, request: SnapshotRequest) -> bytes:
-    """The execute-snapshot signal of one request: the posts of its accounts, or its single posts (a
-    top-N refill after a delete). A request carries one kind (core.ViabilityFilter makes them so)."""
-    if request.post_ids:
-        return incremental_snapshot_signal(database, "posts", "id", list(request.post_ids))
-    return incremental_snapshot_signal(database, "posts", "account_id", list(request.account_ids))
 
 
 class SweepingBatchLoop(BatchLoop):
@@ -172,17 +190,29 @@ class SweepingBatchLoop(BatchLoop):
         return super().run_once()
 
 
+def requested_accounts(decisions) -> list[int]:
+    return [a for d in decisions if isinstance(d, SnapshotRequest) for a in d.account_ids]
+
+
+def requested_posts(decisions) -> list[int]:
+    return [p for d in decisions if isinstance(d, SnapshotRequest) for p in d.post_ids]
+
+
 def viability_loop(kafka: KafkaSettings, redis_client: redis.Redis, rules: ViabilityRules, *, namespace: str,
                    group: str, output_topic: str, stop: threading.Event, heartbeat: Heartbeat,
                    sweep_interval_s: float | None = None, loop: str = "live") -> BatchLoop:
     inputs = [kafka.accounts_topic, kafka.posts_topic]
     ensure_topics(kafka, [*inputs, output_topic, kafka.signal_topic, *map(dlq_topic, inputs)])
     state = RedisViabilityState(redis_client, namespace=namespace)
-    service = ViabilityService(kafka, ViabilityFilter(state, rules), output_topic)
+    pending = PendingSnapshots(redis_client, namespace)
+    settings = ViabilitySettings()
+    SignalSender(kafka, pending, make_producer(kafka), max_accounts=settings.viability_snapshot_accounts,
+                 max_wait_s=settings.viability_snapshot_wait_s).start(stop)
+    service = ViabilityService(kafka, ViabilityFilter(state, rules), output_topic, pending=pending)
     return SweepingBatchLoop(service="viability", settings=kafka, consumer=make_consumer(kafka, group),
                              producer=make_producer(kafka), topics=inputs, handle_batch=service.handle_batch,
                              stop=stop, heartbeat=heartbeat, sweep=lambda: service.sweep(loop),
-                             sweep_interval_s=sweep_interval_s or ViabilitySettings().viability_sweep_interval_s)
+                             sweep_interval_s=sweep_interval_s or settings.viability_sweep_interval_s)
 
 
 def replay_viability(kafka: KafkaSettings, redis_client: redis.Redis, registry: IndexRegistry,

@@ -11,6 +11,9 @@ from services.viability.core import AccountView, StateWrite
 from shared.events import AccountRecord
 
 
+POST_BUCKET = 100
+
+
 class RedisViabilityState:
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         self.client = client
@@ -142,6 +145,29 @@ class RedisViabilityState:
     def swept_at(self) -> int | None:
         raw = self.client.get(self._key("swept_at"))
         return int(raw) if raw is not None else None
+
+    # --- post -> account lookup, for tombstones (whose key is the post id only) ---------------------
+    # Hashes of POST_BUCKET posts each: small hashes are stored compactly by Redis (listpack, up to
+    # 128 fields by default), ~4x less memory than one field per post in one big hash.
+
+    def _post_bucket(self, post_id: int) -> str:
+        return self._key("post-account", post_id // POST_BUCKET)
+
+    def post_accounts(self, post_ids: Sequence[int]) -> dict[int, int]:
+        with self.client.pipeline(transaction=False) as pipe:
+            for post_id in post_ids:
+                pipe.hget(self._post_bucket(post_id), str(post_id))
+            found = pipe.execute()
+        return {post_id: int(account) for post_id, account in zip(post_ids, found) if account is not None}
+
+    def set_post_accounts(self, updates: dict[int, int | None]) -> None:
+        with self.client.pipeline(transaction=False) as pipe:
+            for post_id, account_id in updates.items():
+                if account_id is None:
+                    pipe.hdel(self._post_bucket(post_id), str(post_id))
+                else:
+                    pipe.hset(self._post_bucket(post_id), str(post_id), str(account_id))
+            pipe.execute()
 
     def set_viable(self, account_id: int, viable: bool) -> None:
         if viable:

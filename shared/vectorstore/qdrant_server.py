@@ -3,6 +3,11 @@
 Layout: the unnamed dense vector plus the sparse vector SPARSE_VECTOR_NAME with the IDF modifier.
 A collection created before hybrid search gets the sparse vector added in place
 (create_vector_name, Qdrant >= 1.16); its existing points have no keyword vector until re-indexed.
+
+Every collection this adapter creates (posts, accounts, a replay's posts_vN/accounts_vN) gets the one
+CollectionPlan from settings (shards, replicas, write consistency, on-disk, quantization, payload
+indexes), and only once the expected number of peers has joined the cluster: a collection created on
+the first node alone keeps all its shards there. No other code creates collections on the server.
 """
 
 from __future__ import annotations
@@ -10,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import httpx
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from shared.config import QdrantPlanSettings
 from shared.logging import get_logger
 from shared.vectorstore.base import (
     INDEXED_FIELDS,
@@ -42,6 +49,50 @@ _SCROLL_PAGE = 1024
 # Statuses of a server (or its proxy) that is down or overloaded, as opposed to a bad request.
 _UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
 _CONFLICT = 409
+_HNSW_M = 16  # HNSW graph degree (Qdrant's default), the value the capacity figures were measured with
+_INT8_QUANTILE = 0.99  # clip the 1% most extreme components so int8 keeps resolution for the rest
+
+
+@dataclass(frozen=True)
+class CollectionPlan:
+    """The layout of every collection the system creates on the server."""
+
+    expected_peers: int = 1
+    shard_number: int = 1
+    replication_factor: int = 1
+    write_consistency_factor: int = 1
+    on_disk: bool = False
+    quantization: str = "none"
+    write_ordering: str = "medium"
+
+    def __post_init__(self) -> None:
+        if self.write_consistency_factor > self.replication_factor:
+            raise ValueError("QDRANT_WRITE_CONSISTENCY_FACTOR must not exceed QDRANT_REPLICATION_FACTOR")
+        if self.replication_factor > self.expected_peers:
+            raise ValueError("QDRANT_REPLICATION_FACTOR must not exceed QDRANT_EXPECTED_PEERS (one copy per node)")
+
+    @classmethod
+    def from_settings(cls, settings: QdrantPlanSettings | None = None) -> CollectionPlan:
+        s = settings or QdrantPlanSettings()
+        return cls(expected_peers=s.qdrant_expected_peers, shard_number=s.qdrant_shard_number,
+                   replication_factor=s.qdrant_replication_factor,
+                   write_consistency_factor=s.qdrant_write_consistency_factor, on_disk=s.qdrant_on_disk,
+                   quantization=s.qdrant_quantization, write_ordering=s.qdrant_write_ordering)
+
+    @property
+    def ordering(self) -> models.WriteOrdering | None:
+        """Write ordering for replicated collections; one copy needs none (Qdrant's default, weak)."""
+        return models.WriteOrdering(self.write_ordering) if self.replication_factor > 1 else None
+
+    def quantization_config(self) -> models.ScalarQuantization | None:
+        if self.quantization == "none":
+            return None
+        return models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=_INT8_QUANTILE, always_ram=True))
+
+
+class WaitingForPeers(StoreUnavailable):
+    """The cluster has fewer peers than the plan expects: collection creation waits (callers retry)."""
 
 
 class ServerVectorStore:
@@ -52,9 +103,11 @@ class ServerVectorStore:
         client: QdrantClient | None = None,
         api_key: str | None = None,
         timeout: float = 10,
+        plan: CollectionPlan | None = None,
     ) -> None:
         if client is None and url is None:
             raise ValueError("ServerVectorStore needs a url or a client")
+        self._plan = plan or CollectionPlan.from_settings()
         self._owns_client = client is None
         # No version check at construction: it would call the server, and a service must be able to
         # start while Qdrant is still down (calls then raise StoreUnavailable).
@@ -96,14 +149,14 @@ class ServerVectorStore:
         batch = [models.PointStruct(id=p.id, vector=_point_vectors(row, p.sparse, p.named), payload=p.payload)
                  for p, row in zip(points, rows, strict=True)]
         with _unavailable_on_connection_errors():
-            self._client.upsert(name, points=batch, wait=True)
+            self._client.upsert(name, points=batch, wait=True, ordering=self._plan.ordering)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if not ids:
             return
         selector = models.PointIdsList(points=[canonical_id(i) for i in ids])
         with _unavailable_on_connection_errors():
-            self._client.delete(name, points_selector=selector, wait=True)
+            self._client.delete(name, points_selector=selector, wait=True, ordering=self._plan.ordering)
 
     def set_payloads(self, name: str, payloads: Mapping[str, dict[str, Any]]) -> None:
         if not payloads:
@@ -111,14 +164,15 @@ class ServerVectorStore:
         operations = [models.SetPayloadOperation(set_payload=models.SetPayload(
             payload=payload, points=[canonical_id(point)])) for point, payload in payloads.items()]
         with _unavailable_on_connection_errors():
-            self._client.batch_update_points(name, update_operations=operations, wait=True)
+            self._client.batch_update_points(name, update_operations=operations, wait=True,
+                                             ordering=self._plan.ordering)
 
     def delete_where(self, name: str, flt: SearchFilter) -> None:
         if flt.is_unconstrained():
             raise ValueError("delete_where needs at least one constraint; it would delete every point")
         selector = models.FilterSelector(filter=to_qdrant_filter(flt))
         with _unavailable_on_connection_errors():
-            self._client.delete(name, points_selector=selector, wait=True)
+            self._client.delete(name, points_selector=selector, wait=True, ordering=self._plan.ordering)
 
     def search(
         self, name: str, vector: Sequence[float], limit: int, flt: SearchFilter | None = None, offset: int = 0
@@ -223,22 +277,50 @@ class ServerVectorStore:
             self._client.close()
 
     def _create_collection(self, name: str, dim: int, layout: VectorLayout | None = None) -> None:
-        dense = models.VectorParams(size=dim, distance=models.Distance.COSINE)
-        vectors: models.VectorParams | dict = dense
-        sparse = {SPARSE_VECTOR_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)}
+        self._wait_for_peers(name)
+        plan = self._plan
+
+        def dense_params(multi: bool = False) -> models.VectorParams:
+            maxsim = models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM) if multi else None
+            return models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=plan.on_disk,
+                                       multivector_config=maxsim)
+
+        def sparse_params() -> models.SparseVectorParams:
+            return models.SparseVectorParams(modifier=models.Modifier.IDF,
+                                             index=models.SparseIndexParams(on_disk=plan.on_disk))
+
+        vectors: models.VectorParams | dict = dense_params()
+        sparse = {SPARSE_VECTOR_NAME: sparse_params()}
         if layout is not None:
-            maxsim = models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)
-            vectors = {"": dense} | {n: dense for n in layout.dense}
-            vectors |= {n: models.VectorParams(size=dim, distance=models.Distance.COSINE, multivector_config=maxsim)
-                        for n in layout.multi}
-            sparse |= {n: models.SparseVectorParams(modifier=models.Modifier.IDF) for n in layout.sparse}
+            vectors = {"": dense_params()} | {n: dense_params() for n in layout.dense}
+            vectors |= {n: dense_params(multi=True) for n in layout.multi}
+            sparse |= {n: sparse_params() for n in layout.sparse}
         try:
-            self._client.create_collection(name, vectors_config=vectors, sparse_vectors_config=sparse)
+            self._client.create_collection(
+                name, vectors_config=vectors, sparse_vectors_config=sparse,
+                shard_number=plan.shard_number,
+                replication_factor=plan.replication_factor,
+                write_consistency_factor=plan.write_consistency_factor,
+                on_disk_payload=plan.on_disk,
+                hnsw_config=models.HnswConfigDiff(m=_HNSW_M),
+                quantization_config=plan.quantization_config(),
+            )
         except UnexpectedResponse as exc:
             # Another replica created it between our check and our call: that is the state we wanted.
             if exc.status_code != _CONFLICT:
                 raise
+        log.info("collection created", collection=name, shards=plan.shard_number,
+                 replication=plan.replication_factor, quantization=plan.quantization, on_disk=plan.on_disk)
 
+    def _wait_for_peers(self, name: str) -> None:
+        """Raise WaitingForPeers while the cluster has fewer peers than planned (GET /cluster)."""
+        if self._plan.expected_peers == 1:
+            return  # one node (also qdrant-client's local mode, which has no REST cluster API)
+        status = self._client.http.distributed_api.cluster_status().result
+        peers = len(status.peers) if getattr(status, "status", None) == "enabled" else 1  # "disabled": one node
+        if peers < self._plan.expected_peers:
+            raise WaitingForPeers(f"not creating collection {name!r}: {peers} of {self._plan.expected_peers} "
+                                  f"Qdrant peers have joined the cluster")
 
     def _add_sparse_vector(self, name: str) -> None:
         """Migrate a dense-only collection (layout before hybrid search) in place."""

@@ -10,6 +10,7 @@ class InMemoryViabilityState:
         self.accounts: dict[int, AccountRecord] = {}
         self.posts: dict[int, dict[int, int]] = {}
         self.viable: set[int] = set()
+        self.post_account: dict[int, int] = {}
 
     def get_account(self, account_id):
         return self.accounts.get(account_id)
@@ -47,3 +48,13 @@ class InMemoryViabilityState:
 
     def set_viable(self, account_id, viable):
         (self.viable.add if viable else self.viable.discard)(account_id)
+
+    def post_accounts(self, post_ids):
+        return {p: self.post_account[p] for p in post_ids if p in self.post_account}
+
+    def set_post_accounts(self, updates):
+        for post_id, account_id in updates.items():
+            if account_id is None:
+                self.post_account.pop(post_id, None)
+            else:
+                self.post_account[post_id] = account_id
