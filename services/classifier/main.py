@@ -22,7 +22,7 @@ from confluent_kafka import Message
 
 from services.classifier.core import ClassifiedBatch, PostClassifier
 from services.classifier.llm_tier import LlmVerticalClassifier
-from services.indexer.main import live_indexer_group, open_labeller
+from shared.bootstrap import live_indexer_group, load_embedder, open_labeller
 from shared.cache import connect_redis
 from shared.config import (
     ClassifierSettings,
@@ -34,7 +34,6 @@ from shared.config import (
     VectorStoreSettings,
     dlq_topic,
 )
-from shared.embedding import load_text_embedder
 from shared.events import account_key, encode, parse_embedded_topic_event
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.index_registry import IndexRegistry, IndexVersion
@@ -103,14 +102,13 @@ def replay_classifiers(kafka: KafkaSettings, registry: IndexRegistry, classifier
 
 def build_classifier(redis_client: redis.Redis, cache_client: redis.Redis) -> PostClassifier:
     model, settings, llm = ModelSettings(), ClassifierSettings(), LlmSettings()
-    embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
-                                  intra_op_threads=model.embedding_threads)
+    embedder = load_embedder(model)
     catalog = TaxonomyCatalog.load(settings.taxonomy_dir)
     tier_two = LlmVerticalClassifier(LlmClient(llm, redis_client, cache_client=cache_client)) \
         if llm.llm_base_url else None
     log.info("classifier ready", taxonomies=[t.name for t in catalog.all()],
              tier_two=llm.llm_model if tier_two else "off (no LLM_BASE_URL)")
-    return PostClassifier(open_labeller(embedder.embed, redis_client), {t.name: t for t in catalog.all()},
+    return PostClassifier(open_labeller(embedder.embed, redis_client, settings), {t.name: t for t in catalog.all()},
                           tier_two, tier_two_model=llm.llm_model)
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import threading
 
-import redis
-
 from confluent_kafka import Message
 
 from services.indexer.core import Labeller, PostIndexer
+from shared.bootstrap import live_indexer_group, load_embedder, open_labeller, open_registry, open_store
 from shared.cache import connect_redis
 from shared.config import (
     ClassifierSettings,
@@ -28,18 +27,12 @@ from shared.config import (
     VectorStoreSettings,
     dlq_topic,
 )
-from shared.embedding import load_text_embedder
 from shared.events import EMBEDDING_DIM, parse_embedded_topic_event
-from shared.fewshot import FewShotStore
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
-from shared.index_registry import IndexRegistry
 from shared.kafka import BatchLoop, BatchResult, ensure_topics, make_consumer, make_producer
-from shared.labelling import Tier1Labeller
 from shared.logging import configure_logging
 from shared.metrics import STAGE_SECONDS
-from shared.taxonomy import TaxonomyCatalog
-from shared.vectorstore import VectorStore, open_vector_store
-from shared.verticals import EmbedTexts
+from shared.vectorstore import VectorStore
 
 
 
@@ -55,22 +48,6 @@ class IndexerService:
         return result
 
 
-def open_store(settings: VectorStoreSettings) -> VectorStore:
-    return open_vector_store(settings.vector_store, edge_path=str(settings.qdrant_edge_path),
-                             url=settings.qdrant_url, api_key=settings.qdrant_api_key)
-
-
-def live_indexer_group(kafka: KafkaSettings) -> str:
-    return f"{kafka.topic_prefix}-indexer"
-
-
-def open_labeller(embed: EmbedTexts, redis_client: redis.Redis) -> Tier1Labeller:
-    """Tier-1 labels for every taxonomy under TAXONOMY_DIR, with people's corrections from Redis."""
-    settings = ClassifierSettings()
-    return Tier1Labeller(TaxonomyCatalog.load(settings.taxonomy_dir), embed, FewShotStore(redis_client),
-                         refresh_s=settings.fewshot_refresh_s)
-
-
 def indexer_loop(kafka: KafkaSettings, store: VectorStore, collection: str, stop: threading.Event,
                  heartbeat: Heartbeat | None = None, *, group: str | None = None,
                  topic: str | None = None, labeller: Labeller | None = None) -> BatchLoop:
@@ -84,14 +61,6 @@ def indexer_loop(kafka: KafkaSettings, store: VectorStore, collection: str, stop
                      batch_size=VectorStoreSettings().indexer_batch_size)
 
 
-def open_registry(kafka: KafkaSettings, store_settings: VectorStoreSettings) -> IndexRegistry:
-    """The registry, with the live pipeline registered as version 1 on first start."""
-    registry = IndexRegistry(connect_redis(RedisSettings().redis_url), kafka.topic_prefix,
-                             alias=store_settings.posts_collection)
-    registry.bootstrap(store_settings.posts_collection, kafka.embedded_posts_topic, live_indexer_group(kafka))
-    return registry
-
-
 def main() -> None:
     settings, kafka, store_settings = ServiceSettings(), KafkaSettings(), VectorStoreSettings()
     configure_logging(settings.log_level, service="indexer")
@@ -103,12 +72,10 @@ def main() -> None:
     }).start()
     from services.indexer.supervisor import IndexerSupervisor  # imports this module
 
-    model = ModelSettings()
-    embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
-                                  intra_op_threads=model.embedding_threads)
+    embedder = load_embedder(ModelSettings())
     redis_client = connect_redis(RedisSettings().redis_url)
-    labeller = open_labeller(embedder.embed, redis_client)
-    registry = open_registry(kafka, store_settings)
+    labeller = open_labeller(embedder.embed, redis_client, ClassifierSettings())
+    registry = open_registry(kafka, store_settings, redis_client)
     from services.classifier.feedback import start_feedback_learner  # corrections need the store's vectors
 
     start_feedback_learner(redis_client, store, lambda: registry.active() or store_settings.posts_collection,

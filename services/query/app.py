@@ -18,7 +18,6 @@ from prometheus_client import make_asgi_app
 from pydantic import Field
 
 from services.classifier.feedback import start_feedback_learner
-from services.indexer.main import open_labeller, open_registry, open_store
 from services.indexer.supervisor import IndexerSupervisor
 from services.query.accounts import AccountSearch
 from services.query.api.main import api_router
@@ -31,9 +30,16 @@ from services.query.posts import PostSearch
 from services.query.status import IN_PROCESS, PipelineStatus
 from services.summarizer.main import start_summarizer
 from shared.auth import ApiKeyStore, RateLimiter
+from shared.bootstrap import load_embedder, open_labeller, open_registry, open_store
 from shared.cache import EmbeddingCache, connect_redis
-from shared.config import KafkaSettings, ModelSettings, RedisSettings, ServiceSettings, VectorStoreSettings
-from shared.embedding import load_text_embedder
+from shared.config import (
+    ClassifierSettings,
+    KafkaSettings,
+    ModelSettings,
+    RedisSettings,
+    ServiceSettings,
+    VectorStoreSettings,
+)
 from shared.logging import configure_logging, get_logger
 from shared.sparse import SparseEncoder
 from shared.taxonomy import DEFAULT_TAXONOMY_DIR, TaxonomyCatalog
@@ -71,8 +77,7 @@ class QuerySettings(ServiceSettings):
 
 def build_context(settings: QuerySettings) -> QueryContext:
     model, store_settings, kafka = ModelSettings(), VectorStoreSettings(), KafkaSettings()
-    embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
-                                  intra_op_threads=model.embedding_threads)
+    embedder = load_embedder(model)
     redis_settings = RedisSettings()
     redis_client = connect_redis(redis_settings.redis_url)
     cache_client = connect_redis(redis_settings.cache_url)
@@ -80,7 +85,7 @@ def build_context(settings: QuerySettings) -> QueryContext:
                            recent=settings.query_recent_vectors)
     store = open_store(store_settings)
     catalog = TaxonomyCatalog.load(settings.taxonomy_dir)
-    posts = ActiveCollection(store, store_settings.posts_collection, open_registry(kafka, store_settings))
+    posts = ActiveCollection(store, store_settings.posts_collection, open_registry(kafka, store_settings, redis_client))
     posts.name()  # opens (and if needed migrates) the active collection before the first request
     status = PipelineStatus(
         kafka=kafka, store=store, collection=posts, redis_client=redis_client,
@@ -94,7 +99,7 @@ def build_context(settings: QuerySettings) -> QueryContext:
         posts=PostSearch(encoder, catalog, settings.query_max_results),
         accounts=AccountSearch(encoder, catalog, settings.account_candidates),
         status=status, model_id=embedder.model_id,
-        labeller=open_labeller(embedder.embed, redis_client) if settings.query_run_indexer else None,
+        labeller=open_labeller(embedder.embed, redis_client, ClassifierSettings()) if settings.query_run_indexer else None,
     )
 
 
@@ -112,7 +117,7 @@ def run_indexers(context: QueryContext, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             # open_registry registers the live version again if Redis came back empty.
-            registry = open_registry(KafkaSettings(), VectorStoreSettings())
+            registry = open_registry(KafkaSettings(), VectorStoreSettings(), context.redis)
             IndexerSupervisor(KafkaSettings(), context.store, registry, stop=stop, labeller=context.labeller).run()
         except Exception as exc:  # noqa: BLE001 (any failure: log it and start again)
             log.warning("indexer supervisor failed, restarting in 2 s", error=repr(exc))

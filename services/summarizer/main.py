@@ -26,6 +26,7 @@ from confluent_kafka import Message
 from services.summarizer.dirty import DirtyAccounts
 from services.summarizer.llm_tier import LlmSummaryWriter
 from services.summarizer.refresh import EMBEDDING_DIM, AccountRefresher, SummaryWorker, TouchedAccounts
+from shared.bootstrap import load_embedder, open_registry, open_store
 from shared.cache import connect_redis
 from shared.config import (
     KafkaSettings,
@@ -37,7 +38,7 @@ from shared.config import (
     VectorStoreSettings,
     dlq_topic,
 )
-from shared.embedding import TextEmbedder, load_text_embedder
+from shared.embedding import TextEmbedder
 from shared.events import MalformedEvent, parse_embedded_topic_event
 from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
 from shared.index_registry import IndexRegistry, IndexVersion, accounts_collection_for
@@ -136,15 +137,13 @@ def summarizer_loop(kafka: KafkaSettings, touched: TouchedAccounts, stop: thread
 def open_summarizer(store: VectorStore, embedder: TextEmbedder, stop: threading.Event, *,
                     label_enabled: LabelFilter | None = None, heartbeat: Heartbeat | None = None) -> VersionLoops:
     """Wired from the environment; the registry registers the live version if Redis has none."""
-    from services.indexer.main import open_registry  # the same registry bootstrap as the indexer
-
     kafka, store_settings, settings = KafkaSettings(), VectorStoreSettings(), SummarizerSettings()
     redis_client = connect_redis(RedisSettings().redis_url)
     if label_enabled is None:
         label_enabled = TaxonomyCatalog.load(settings.taxonomy_dir).is_enabled
     cache_client = connect_redis(RedisSettings().cache_url)
     client = build_llm_client(LlmSettings(), redis_client, cache_client) if settings.summarizer_llm else None
-    parts = SummarizerParts(kafka=kafka, store=store, registry=open_registry(kafka, store_settings),
+    parts = SummarizerParts(kafka=kafka, store=store, registry=open_registry(kafka, store_settings, redis_client),
                             redis=redis_client, embedder=embedder, settings=settings,
                             accounts_base=store_settings.accounts_collection, label_enabled=label_enabled,
                             llm=LlmSummaryWriter(client, settings.summarizer_llm_token_budget) if client else None,
@@ -173,11 +172,8 @@ def start_summarizer(store: VectorStore, embedder: TextEmbedder, stop: threading
 def main() -> None:
     settings, kafka, store_settings, model = ServiceSettings(), KafkaSettings(), VectorStoreSettings(), ModelSettings()
     configure_logging(settings.log_level, service="summarizer")
-    from services.indexer.main import open_store
-
     store = open_store(store_settings)
-    embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
-                                  intra_op_threads=model.embedding_threads)
+    embedder = load_embedder(model)
     heartbeat, stop = Heartbeat(), shutdown_event()
     HealthServer(settings.metrics_port, heartbeat, {
         "kafka": kafka_reachable(kafka.kafka_bootstrap_servers),
