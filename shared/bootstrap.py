@@ -53,7 +53,8 @@ def open_labeller(embed: EmbedTexts, redis_client: redis.Redis, settings: Classi
                          refresh_s=settings.fewshot_refresh_s)
 
 
-def open_registry(kafka: KafkaSettings, store_settings: VectorStoreSettings, redis_client: redis.Redis) -> IndexRegistry:
+def open_registry(kafka: KafkaSettings, store_settings: VectorStoreSettings,
+                  redis_client: redis.Redis) -> IndexRegistry:
     """The registry, with the live pipeline registered as version 1 on first start."""
     registry = IndexRegistry(redis_client, kafka.topic_prefix, alias=store_settings.posts_collection)
     registry.bootstrap(store_settings.posts_collection, kafka.embedded_posts_topic, live_indexer_group(kafka))

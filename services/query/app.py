@@ -18,7 +18,7 @@ from prometheus_client import make_asgi_app
 from pydantic import Field
 
 from services.classifier.feedback import start_feedback_learner
-from services.indexer.supervisor import IndexerSupervisor
+from services.indexer.service import indexer_versions
 from services.query.accounts import AccountSearch
 from services.query.api.main import api_router
 from services.query.api.routes.pages import STATIC_DIR
@@ -118,7 +118,8 @@ def run_indexers(context: QueryContext, stop: threading.Event) -> None:
         try:
             # open_registry registers the live version again if Redis came back empty.
             registry = open_registry(KafkaSettings(), VectorStoreSettings(), context.redis)
-            IndexerSupervisor(KafkaSettings(), context.store, registry, stop=stop, labeller=context.labeller).run()
+            indexer_versions(KafkaSettings(), context.store, registry, stop=stop, labeller=context.labeller,
+                             batch_size=VectorStoreSettings().indexer_batch_size).run()
         except Exception as exc:  # noqa: BLE001 (any failure: log it and start again)
             log.warning("indexer supervisor failed, restarting in 2 s", error=repr(exc))
             stop.wait(2)

@@ -887,7 +887,7 @@ def qdrant_plan(docs: list[dict]) -> dict:
 
 
 def test_k8s_qdrant_collection_matches_the_code(rendered):
-    from services.indexer.main import EMBEDDING_DIM
+    from shared.events import EMBEDDING_DIM
     from shared.vectorstore.base import SPARSE_VECTOR_NAME
 
     name, docs = rendered
