@@ -28,16 +28,18 @@ from services.query.encoding import QueryEncoder
 from services.query.errors import install_error_handlers
 from services.query.posts import PostSearch
 from services.query.status import IN_PROCESS, PipelineStatus
-from services.summarizer.main import start_summarizer
+from services.summarizer.service import SummarizerConfig, start_summarizer
 from shared.auth import ApiKeyStore, RateLimiter
 from shared.bootstrap import load_embedder, open_labeller, open_registry, open_store
 from shared.cache import EmbeddingCache, connect_redis
 from shared.config import (
     ClassifierSettings,
     KafkaSettings,
+    LlmSettings,
     ModelSettings,
     RedisSettings,
     ServiceSettings,
+    SummarizerSettings,
     VectorStoreSettings,
 )
 from shared.logging import configure_logging, get_logger
@@ -141,7 +143,10 @@ def create_app(settings: QuerySettings | None = None, context: QueryContext | No
             built.indexer = start_indexer(built, stop)
             # Corrections need post vectors: the learner runs where the store is, like the indexer.
             start_feedback_learner(built.redis, built.store, built.posts_collection.name, built.labeller, stop)
-        summarizer = start_summarizer(built.store, built.posts.encoder.embedder, stop, built.catalog.is_enabled) \
+        summarizer_config = SummarizerConfig(kafka=KafkaSettings(), store=VectorStoreSettings(), redis=RedisSettings(),
+                                             summarizer=SummarizerSettings(), llm=LlmSettings())
+        summarizer = start_summarizer(built.store, built.posts.encoder.embedder, stop, summarizer_config,
+                                      built.catalog.is_enabled) \
             if settings.query_run_summarizer else None
         app.state.context = built
         log.info("ready", model_id=built.model_id, indexer=settings.query_run_indexer,

@@ -26,7 +26,7 @@ from ops.dlq import read_dead_letters
 from services.indexer.core import plan_writes
 from services.query.app import QuerySettings, create_app
 from services.summarizer.dirty import DirtyAccounts
-from services.summarizer.main import SummarizerParts, summarizer_versions
+from services.summarizer.service import SummarizerParts, summarizer_versions
 from services.summarizer.refresh import account_point_id
 from shared.auth import RateLimit, Scope
 from shared.config import KafkaSettings, SummarizerSettings
