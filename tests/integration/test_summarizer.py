@@ -210,7 +210,7 @@ def test_account_search_finds_creators_by_topic_with_filters(pipeline, summarize
     ctx = build_context(store=pipeline.store, embedder=embedder, redis_client=pipeline.redis,
                         taxonomies=taxonomy_dir(pipeline.scratch / "taxonomies"), kafka=pipeline.kafka)
     key = ctx.keys.create("summaries", list(Scope), RateLimit(requests=1_000_000, per_seconds=60)).key
-    client = TestClient(create_app(QuerySettings(query_run_indexer=False, query_run_summarizer=False), context=ctx))
+    client = TestClient(create_app(QuerySettings(), context=ctx))
 
     def search(query: str, **filters) -> list[dict]:
         response = client.post("/v1/search/accounts", json={"query": query, "filters": filters},
