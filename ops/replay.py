@@ -45,12 +45,12 @@ from services.viability.state import replay_namespace
 from shared.cache import connect_redis
 from services.classifier.estimate import TierTwoEstimate, estimate_tier_two
 from shared.config import (
-    ClassifierSettings,
     KafkaSettings,
     LlmSettings,
     MariaDBSettings,
     ModelSettings,
     RedisSettings,
+    TaxonomySettings,
     VectorStoreSettings,
 )
 from shared.embedding import embedding_model_id, load_text_embedder
@@ -221,7 +221,7 @@ def _tier_two(kafka: KafkaSettings, offsets: list[TopicPartition], client) -> Ti
             continue
         if isinstance(event, EmbeddedPostUpsert):
             upserts[event.post.id] = event
-    model, catalog = ModelSettings(), TaxonomyCatalog.load(ClassifierSettings().taxonomy_dir)
+    model, catalog = ModelSettings(), TaxonomyCatalog.load(TaxonomySettings().taxonomy_dir)
     embedder = load_text_embedder(model.model_cache_dir, intra_op_threads=model.embedding_threads)
     return estimate_tier_two(list(upserts.values()), Tier1Labeller(catalog, embedder.embed),
                              {t.name: t for t in catalog.all()}, LlmSettings(), LlmAnswerCache(client))

@@ -47,10 +47,10 @@ def live_indexer_group(kafka: KafkaSettings) -> str:
     return f"{kafka.topic_prefix}-indexer"
 
 
-def open_labeller(embed: EmbedTexts, redis_client: redis.Redis, settings: ClassifierSettings) -> Tier1Labeller:
-    """Tier-1 labels for every taxonomy under TAXONOMY_DIR, with people's corrections from Redis."""
-    return Tier1Labeller(TaxonomyCatalog.load(settings.taxonomy_dir), embed, FewShotStore(redis_client),
-                         refresh_s=settings.fewshot_refresh_s)
+def open_labeller(embed: EmbedTexts, redis_client: redis.Redis, catalog: TaxonomyCatalog,
+                  settings: ClassifierSettings) -> Tier1Labeller:
+    """Tier-1 labels for every taxonomy of the catalog (TAXONOMY_DIR), with people's corrections from Redis."""
+    return Tier1Labeller(catalog, embed, FewShotStore(redis_client), refresh_s=settings.fewshot_refresh_s)
 
 
 def open_registry(kafka: KafkaSettings, store_settings: VectorStoreSettings,

@@ -31,6 +31,7 @@ from shared.config import (
     ModelSettings,
     RedisSettings,
     ServiceSettings,
+    TaxonomySettings,
     VectorStoreSettings,
     dlq_topic,
 )
@@ -100,16 +101,16 @@ def replay_classifiers(kafka: KafkaSettings, registry: IndexRegistry, classifier
                         stop=stop)
 
 
-def build_classifier(redis_client: redis.Redis, cache_client: redis.Redis) -> PostClassifier:
-    model, settings, llm = ModelSettings(), ClassifierSettings(), LlmSettings()
+def build_classifier(redis_client: redis.Redis, cache_client: redis.Redis, model: ModelSettings,
+                     settings: ClassifierSettings, llm: LlmSettings, taxonomies: TaxonomySettings) -> PostClassifier:
     embedder = load_embedder(model)
-    catalog = TaxonomyCatalog.load(settings.taxonomy_dir)
+    catalog = TaxonomyCatalog.load(taxonomies.taxonomy_dir)
     tier_two = LlmVerticalClassifier(LlmClient(llm, redis_client, cache_client=cache_client)) \
         if llm.llm_base_url else None
     log.info("classifier ready", taxonomies=[t.name for t in catalog.all()],
              tier_two=llm.llm_model if tier_two else "off (no LLM_BASE_URL)")
-    return PostClassifier(open_labeller(embedder.embed, redis_client, settings), {t.name: t for t in catalog.all()},
-                          tier_two, tier_two_model=llm.llm_model)
+    return PostClassifier(open_labeller(embedder.embed, redis_client, catalog, settings),
+                          {t.name: t for t in catalog.all()}, tier_two, tier_two_model=llm.llm_model)
 
 
 def main() -> None:
@@ -117,7 +118,8 @@ def main() -> None:
     configure_logging(settings.log_level, service="classifier")
     redis_settings = RedisSettings()
     redis_client = connect_redis(redis_settings.redis_url)
-    classifier = build_classifier(redis_client, connect_redis(redis_settings.cache_url))
+    classifier = build_classifier(redis_client, connect_redis(redis_settings.cache_url), ModelSettings(),
+                                  ClassifierSettings(), LlmSettings(), TaxonomySettings())
     heartbeat, stop = Heartbeat(), shutdown_event()
     # Redis holds caches and corrections here: the classifier works without it, so not a readiness check.
     HealthServer(settings.metrics_port, heartbeat, {"kafka": kafka_reachable(kafka.kafka_bootstrap_servers)}).start()

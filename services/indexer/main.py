@@ -21,10 +21,12 @@ from shared.config import (
     ModelSettings,
     RedisSettings,
     ServiceSettings,
+    TaxonomySettings,
     VectorStoreSettings,
 )
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.logging import configure_logging
+from shared.taxonomy import TaxonomyCatalog
 
 
 def main() -> None:
@@ -38,7 +40,8 @@ def main() -> None:
     }).start()
     embedder = load_embedder(ModelSettings())
     redis_client = connect_redis(RedisSettings().redis_url)
-    labeller = open_labeller(embedder.embed, redis_client, ClassifierSettings())
+    catalog = TaxonomyCatalog.load(TaxonomySettings().taxonomy_dir)
+    labeller = open_labeller(embedder.embed, redis_client, catalog, ClassifierSettings())
     registry = open_registry(kafka, store_settings, redis_client)
     # Corrections need the store's vectors: the learner runs with the writer.
     start_feedback_learner(redis_client, store, lambda: registry.active() or store_settings.posts_collection,

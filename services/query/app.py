@@ -11,7 +11,6 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -30,10 +29,17 @@ from services.query.status import IN_PROCESS, PipelineStatus
 from shared.auth import ApiKeyStore, RateLimiter
 from shared.bootstrap import load_embedder, open_registry, open_store
 from shared.cache import EmbeddingCache, connect_redis
-from shared.config import KafkaSettings, ModelSettings, RedisSettings, ServiceSettings, VectorStoreSettings
+from shared.config import (
+    KafkaSettings,
+    ModelSettings,
+    RedisSettings,
+    ServiceSettings,
+    TaxonomySettings,
+    VectorStoreSettings,
+)
 from shared.logging import configure_logging, get_logger
 from shared.sparse import SparseEncoder
-from shared.taxonomy import DEFAULT_TAXONOMY_DIR, TaxonomyCatalog
+from shared.taxonomy import TaxonomyCatalog
 
 log = get_logger("query")
 LOCAL_WORKERS = ("cdc", "viability", "embedder", "classifier")  # devstack order: ops ports are query_port + 1..4
@@ -42,7 +48,6 @@ LOCAL_WORKERS = ("cdc", "viability", "embedder", "classifier")  # devstack order
 class QuerySettings(ServiceSettings):
     query_host: str = Field("127.0.0.1", description="Address the API listens on.")
     query_port: int = Field(8000, description="Port of the search API.")
-    taxonomy_dir: Path = Field(DEFAULT_TAXONOMY_DIR, description="Directory of taxonomy YAML files.")
     query_max_results: int = Field(500, ge=10, le=5000, description="Results a query can page through; "
                                    "hybrid search fuses this many candidates of each kind.")
     account_candidates: int = Field(200, ge=10, le=2000, description="Post hits grouped into accounts when "
@@ -75,7 +80,8 @@ class CoHosted:
     metrics_in_process: tuple[str, ...] = ()  # workers whose metrics are this process's (the status page)
 
 
-def build_context(settings: QuerySettings, in_process: tuple[str, ...] = ()) -> QueryContext:
+def build_context(settings: QuerySettings, taxonomies: TaxonomySettings,
+                  in_process: tuple[str, ...] = ()) -> QueryContext:
     model, store_settings, kafka = ModelSettings(), VectorStoreSettings(), KafkaSettings()
     embedder = load_embedder(model)
     redis_settings = RedisSettings()
@@ -84,7 +90,7 @@ def build_context(settings: QuerySettings, in_process: tuple[str, ...] = ()) -> 
     encoder = QueryEncoder(embedder, EmbeddingCache(cache_client, embedder.model_id, name="query"), SparseEncoder(),
                            recent=settings.query_recent_vectors)
     store = open_store(store_settings)
-    catalog = TaxonomyCatalog.load(settings.taxonomy_dir)
+    catalog = TaxonomyCatalog.load(taxonomies.taxonomy_dir)
     posts = ActiveCollection(store, store_settings.posts_collection, open_registry(kafka, store_settings, redis_client))
     posts.name()  # opens (and if needed migrates) the active collection before the first request
     status = PipelineStatus(
@@ -103,10 +109,11 @@ def build_context(settings: QuerySettings, in_process: tuple[str, ...] = ()) -> 
 
 
 def create_app(settings: QuerySettings | None = None, context: QueryContext | None = None, *,
-               cohosted: CoHosted | None = None) -> FastAPI:
+               cohosted: CoHosted | None = None, taxonomies: TaxonomySettings | None = None) -> FastAPI:
     """context: an already built one (tests); its store then stays open after shutdown.
     cohosted: work the entry point runs in this process next to the API (not with ``context``)."""
     settings = settings or QuerySettings()
+    taxonomies = taxonomies or TaxonomySettings()
     configure_logging(settings.log_level, service="query")
 
     @asynccontextmanager
@@ -116,7 +123,7 @@ def create_app(settings: QuerySettings | None = None, context: QueryContext | No
             yield
             return
         in_process = cohosted.metrics_in_process if cohosted else ()
-        built, stop = build_context(settings, in_process), threading.Event()
+        built, stop = build_context(settings, taxonomies, in_process), threading.Event()
         if cohosted is not None:
             built.hosted = cohosted.start(built, stop)
         app.state.context = built

@@ -24,6 +24,7 @@ from shared.config import (
     LlmSettings,
     RedisSettings,
     SummarizerSettings,
+    TaxonomySettings,
     VectorStoreSettings,
 )
 from shared.labelling import Tier1Labeller
@@ -63,7 +64,7 @@ def edge_writers(kafka: KafkaSettings, store_settings: VectorStoreSettings, clas
 
     def start(context: QueryContext, stop: threading.Event) -> dict[str, threading.Thread]:
         embedder = context.posts.encoder.embedder
-        labeller = open_labeller(embedder.embed, context.redis, classifier)
+        labeller = open_labeller(embedder.embed, context.redis, context.catalog, classifier)
         return {
             "indexer": start_indexer(context, stop, kafka, store_settings, labeller),
             # Corrections need post vectors: the learner runs where the store is, like the indexer.
@@ -78,10 +79,11 @@ def edge_writers(kafka: KafkaSettings, store_settings: VectorStoreSettings, clas
 
 def main() -> None:
     settings, kafka, store_settings = QuerySettings(), KafkaSettings(), VectorStoreSettings()
+    taxonomies = TaxonomySettings()
     summarizer = SummarizerConfig(kafka=kafka, store=store_settings, redis=RedisSettings(),
-                                  summarizer=SummarizerSettings(), llm=LlmSettings())
+                                  summarizer=SummarizerSettings(), llm=LlmSettings(), taxonomies=taxonomies)
     writers = edge_writers(kafka, store_settings, ClassifierSettings(), summarizer)
-    serve(create_app(settings, cohosted=writers), settings)
+    serve(create_app(settings, cohosted=writers, taxonomies=taxonomies), settings)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.query.app import QuerySettings, create_app
+from shared.config import TaxonomySettings
 
 
 def serve(app: FastAPI, settings: QuerySettings) -> None:
@@ -25,7 +26,7 @@ def serve(app: FastAPI, settings: QuerySettings) -> None:
 
 def main() -> None:
     settings = QuerySettings()
-    serve(create_app(settings), settings)
+    serve(create_app(settings, taxonomies=TaxonomySettings()), settings)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from shared.config import (
     RedisSettings,
     ServiceSettings,
     SummarizerSettings,
+    TaxonomySettings,
     VectorStoreSettings,
 )
 from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
@@ -43,7 +44,7 @@ def main() -> None:
         "redis": redis_reachable(connect_redis(redis_settings.redis_url)),
     }).start()
     config = SummarizerConfig(kafka=kafka, store=store_settings, redis=redis_settings,
-                              summarizer=SummarizerSettings(), llm=LlmSettings())
+                              summarizer=SummarizerSettings(), llm=LlmSettings(), taxonomies=TaxonomySettings())
     try:
         open_summarizer(store, embedder, stop, config, heartbeat=heartbeat).run()
     finally:

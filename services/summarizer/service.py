@@ -23,6 +23,7 @@ from shared.config import (
     LlmSettings,
     RedisSettings,
     SummarizerSettings,
+    TaxonomySettings,
     VectorStoreSettings,
     dlq_topic,
 )
@@ -131,6 +132,7 @@ class SummarizerConfig:
     redis: RedisSettings
     summarizer: SummarizerSettings
     llm: LlmSettings
+    taxonomies: TaxonomySettings
 
 
 def open_summarizer(store: VectorStore, embedder: TextEmbedder, stop: threading.Event, config: SummarizerConfig, *,
@@ -139,7 +141,7 @@ def open_summarizer(store: VectorStore, embedder: TextEmbedder, stop: threading.
     kafka, store_settings, settings = config.kafka, config.store, config.summarizer
     redis_client = connect_redis(config.redis.redis_url)
     if label_enabled is None:
-        label_enabled = TaxonomyCatalog.load(settings.taxonomy_dir).is_enabled
+        label_enabled = TaxonomyCatalog.load(config.taxonomies.taxonomy_dir).is_enabled
     cache_client = connect_redis(config.redis.cache_url)
     client = build_llm_client(config.llm, redis_client, cache_client) if settings.summarizer_llm else None
     parts = SummarizerParts(kafka=kafka, store=store, registry=open_registry(kafka, store_settings, redis_client),
