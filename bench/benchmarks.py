@@ -469,7 +469,8 @@ def search(bench: Bench, opts: Options) -> dict:
     bench.stop_live()
     path, info = build_search_shard(bench, opts)
     accounts = [r[0] for r in bench.sql("SELECT id FROM accounts ORDER BY followers DESC LIMIT 200")]
-    stack = bench.stack("search", QDRANT_EDGE_PATH=path, QUERY_RUN_INDEXER="false")
+    stack = bench.stack("search", QDRANT_EDGE_PATH=path)
+    stack.config.api_only = True  # the API alone on the loaded shard: nothing indexes it
     runs = []
     try:
         process = stack.start_service("query", timeout=600)
@@ -507,7 +508,7 @@ def search(bench: Bench, opts: Options) -> dict:
     keys = [k for k in runs[0] if k.endswith(("_ms", "_rps", "errors"))]
     return {
         "method": (f"{points:,} points in an edge shard loaded directly (HNSW built), query service alone "
-                   f"(QUERY_RUN_INDEXER=false), {opts.search_clients} concurrent HTTP clients (httpx async, one "
+                   f"(services.query.main), {opts.search_clients} concurrent HTTP clients (httpx async, one "
                    f"process on the same 2-core machine) for {opts.search_s:.0f} s per mode; limit 10; half the "
                    "requests carry filters; mode=semantic, no facets (platform, min_views, published_after, account_id list, combined). "
                    "warm: 30 distinct queries whose vectors are in the Redis query cache; cold: every query "

@@ -30,8 +30,10 @@ SERVICES = {
     "viability": ("services.viability.main", '"consuming"'),
     "embedder": ("services.embedder.main", '"consuming"'),
     "classifier": ("services.classifier.main", '"consuming"'),
-    "query": ("services.query.main", '"ready"'),
+    # The API with the edge store's writers (indexer, summarizer, corrections): an edge shard has one owner.
+    "query": ("services.query.edge_host", '"ready"'),
 }
+API_ONLY = "services.query.main"  # the API without writers (StackConfig.api_only: a benchmark's loaded shard)
 
 
 @dataclass
@@ -44,6 +46,7 @@ class StackConfig:
     database: str = "influential"
     topic_prefix: str = "influential"
     reuse_redis: bool = True  # use a Redis already answering on redis_port instead of starting one
+    api_only: bool = False  # "query" runs the API alone, nothing writes the store
     model_cache_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -70,7 +73,6 @@ class StackConfig:
             "QDRANT_EDGE_PATH": str(self.root / "qdrant"),
             "CDC_STATE_DIR": str(self.root / "cdc"),
             "QUERY_PORT": str(self.query_port),
-            "QUERY_RUN_INDEXER": "true",
         }
         if self.model_cache_dir:
             env["MODEL_CACHE_DIR"] = str(self.model_cache_dir)
@@ -102,6 +104,7 @@ class LocalStack:
 
     def start_service(self, name: str, *, wait: bool = True, timeout: float = 120) -> ManagedProcess:
         module, ready_marker = SERVICES[name]
+        module = API_ONLY if name == "query" and self.config.api_only else module
         env = {**self.config.service_env(), "METRICS_PORT": str(self.config.ops_port(name))}
         process = python_module(name, module, self.config.log_dir, env)
         start_offset = process.log_path.stat().st_size if process.log_path.exists() else 0

@@ -47,13 +47,13 @@ from services.viability.state import RedisViabilityState, replay_namespace
 from shared.cache import connect_redis
 from services.classifier.estimate import TierTwoEstimate, estimate_tier_two
 from shared.config import (
-    ClassifierSettings,
     KafkaSettings,
     LlmSettings,
     MariaDBSettings,
     ModelSettings,
     RedisSettings,
     ServiceSettings,
+    TaxonomySettings,
     VectorStoreSettings,
 )
 from shared.embedding import LIVE_MODEL_VARIANT, embedding_model_id, load_text_embedder
@@ -235,7 +235,7 @@ def _tier_two(kafka: KafkaSettings, offsets: list[TopicPartition], client) -> Ti
             continue
         if isinstance(event, EmbeddedPostUpsert):
             upserts[event.post.id] = event
-    model, catalog = ModelSettings(), TaxonomyCatalog.load(ClassifierSettings().taxonomy_dir)
+    model, catalog = ModelSettings(), TaxonomyCatalog.load(TaxonomySettings().taxonomy_dir)
     embedder = load_text_embedder(model.model_cache_dir, intra_op_threads=model.embedding_threads)
     return estimate_tier_two(list(upserts.values()), Tier1Labeller(catalog, embedder.embed),
                              {t.name: t for t in catalog.all()}, LlmSettings(), LlmAnswerCache(client))
@@ -475,7 +475,7 @@ def run(args: argparse.Namespace) -> int:
         registry.switch(previous)
         print(f"alias {registry.alias} → {previous}")
         return 0
-    if args.stage == "classify" and not args.dry_run and not replay_gate(ClassifierSettings().taxonomy_dir, args.override):
+    if args.stage == "classify" and not args.dry_run and not replay_gate(TaxonomySettings().taxonomy_dir, args.override):
         print("not building: a taxonomy's golden-set macro F1 dropped (ops/gate.py; --override to build anyway)",
               file=sys.stderr)
         return 3

@@ -159,9 +159,13 @@ class ModelSettings(_EnvSettings):
     embedding_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads.")
 
 
-class ClassifierSettings(_EnvSettings):
+class TaxonomySettings(_EnvSettings):
     taxonomy_dir: Path = Field(PROJECT_ROOT / "config" / "taxonomies", description="Directory of taxonomy YAML files "
-                               "(every enabled taxonomy labels every post).")
+                               "(every enabled taxonomy labels every post; switched-off verticals stay out of "
+                               "search facets and account summaries).")
+
+
+class ClassifierSettings(_EnvSettings):
     fewshot_refresh_s: float = Field(10.0, gt=0, description="How often tier 1 checks Redis for new corrections.")
 
 
@@ -231,8 +235,6 @@ class SummarizerSettings(_EnvSettings):
         5_000, ge=0, description="Posts sampled from the whole index as the keyword background (what is ordinary).")
     summarizer_background_refresh_s: float = Field(3_600.0, gt=0, description="How often that sample is redrawn.")
     summarizer_poll_s: float = Field(0.5, gt=0, description="How often the worker looks for due accounts.")
-    taxonomy_dir: Path = Field(PROJECT_ROOT / "config" / "taxonomies", description="Taxonomy YAML files: switched-"
-                               "off verticals stay out of summaries (same variable as the query API's).")
     summarizer_llm: bool = Field(True, description="Add an LLM-written profile when LLM_BASE_URL is set.")
     summarizer_llm_token_budget: int = Field(
         4_000, ge=500, description="Prompt tokens one account's LLM summary may use, all requests together.")

@@ -22,7 +22,7 @@ from confluent_kafka import Message
 
 from services.classifier.core import ClassifiedBatch, PostClassifier
 from services.classifier.llm_tier import LlmVerticalClassifier
-from services.indexer.main import live_indexer_group, open_labeller
+from shared.bootstrap import live_indexer_group, load_embedder, open_labeller
 from shared.cache import connect_redis
 from shared.config import (
     ClassifierSettings,
@@ -31,10 +31,10 @@ from shared.config import (
     ModelSettings,
     RedisSettings,
     ServiceSettings,
+    TaxonomySettings,
     VectorStoreSettings,
     dlq_topic,
 )
-from shared.embedding import load_text_embedder
 from shared.events import account_key, encode, parse_embedded_topic_event
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.index_registry import IndexRegistry, IndexVersion
@@ -101,17 +101,16 @@ def replay_classifiers(kafka: KafkaSettings, registry: IndexRegistry, classifier
                         stop=stop)
 
 
-def build_classifier(redis_client: redis.Redis, cache_client: redis.Redis) -> PostClassifier:
-    model, settings, llm = ModelSettings(), ClassifierSettings(), LlmSettings()
-    embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
-                                  intra_op_threads=model.embedding_threads)
-    catalog = TaxonomyCatalog.load(settings.taxonomy_dir)
+def build_classifier(redis_client: redis.Redis, cache_client: redis.Redis, model: ModelSettings,
+                     settings: ClassifierSettings, llm: LlmSettings, taxonomies: TaxonomySettings) -> PostClassifier:
+    embedder = load_embedder(model)
+    catalog = TaxonomyCatalog.load(taxonomies.taxonomy_dir)
     tier_two = LlmVerticalClassifier(LlmClient(llm, redis_client, cache_client=cache_client)) \
         if llm.llm_base_url else None
     log.info("classifier ready", taxonomies=[t.name for t in catalog.all()],
              tier_two=llm.llm_model if tier_two else "off (no LLM_BASE_URL)")
-    return PostClassifier(open_labeller(embedder.embed, redis_client), {t.name: t for t in catalog.all()},
-                          tier_two, tier_two_model=llm.llm_model)
+    return PostClassifier(open_labeller(embedder.embed, redis_client, catalog, settings),
+                          {t.name: t for t in catalog.all()}, tier_two, tier_two_model=llm.llm_model)
 
 
 def main() -> None:
@@ -119,7 +118,8 @@ def main() -> None:
     configure_logging(settings.log_level, service="classifier")
     redis_settings = RedisSettings()
     redis_client = connect_redis(redis_settings.redis_url)
-    classifier = build_classifier(redis_client, connect_redis(redis_settings.cache_url))
+    classifier = build_classifier(redis_client, connect_redis(redis_settings.cache_url), ModelSettings(),
+                                  ClassifierSettings(), LlmSettings(), TaxonomySettings())
     heartbeat, stop = Heartbeat(), shutdown_event()
     # Redis holds caches and corrections here: the classifier works without it, so not a readiness check.
     HealthServer(settings.metrics_port, heartbeat, {"kafka": kafka_reachable(kafka.kafka_bootstrap_servers)}).start()

@@ -1,25 +1,22 @@
 """The query API: settings, the app factory and startup wiring.
 
-Locally (VECTOR_STORE=edge) the edge shard can be owned by one process only, so this process
-also runs the indexer loop and the account summarizer in background threads
-(QUERY_RUN_INDEXER=true, QUERY_RUN_SUMMARIZER=true).
+The API only serves. An entry point may run more work in the same process (``CoHosted``): the edge
+host (services/query/edge_host.py) runs the edge store's writers here, because an edge shard has one
+owner; the API starts and stops that work and tells in /healthz whether the writer runs.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
 from pydantic import Field
 
-from services.classifier.feedback import TopicPublisher, start_feedback_learner
-from services.indexer.main import open_labeller, open_registry, open_store
-from services.indexer.supervisor import IndexerSupervisor
 from services.query.accounts import AccountSearch
 from services.query.api.main import api_router
 from services.query.api.routes.pages import STATIC_DIR
@@ -29,14 +26,21 @@ from services.query.encoding import QueryEncoder, QueryModel
 from services.query.errors import install_error_handlers
 from services.query.posts import DEFAULT_LABEL_FLOOR, PostSearch
 from services.query.status import IN_PROCESS, PipelineStatus
-from services.summarizer.main import start_summarizer
 from shared.auth import ApiKeyStore, RateLimiter
+from shared.bootstrap import load_embedder, open_registry, open_store
 from shared.cache import EmbeddingCache, connect_redis
-from shared.config import KafkaSettings, ModelSettings, RedisSettings, ServiceSettings, VectorStoreSettings
 from shared.embedding import load_text_embedder
+from shared.config import (
+    KafkaSettings,
+    ModelSettings,
+    RedisSettings,
+    ServiceSettings,
+    TaxonomySettings,
+    VectorStoreSettings,
+)
 from shared.logging import configure_logging, get_logger
 from shared.sparse import SparseEncoder
-from shared.taxonomy import DEFAULT_TAXONOMY_DIR, TaxonomyCatalog
+from shared.taxonomy import TaxonomyCatalog
 
 log = get_logger("query")
 LOCAL_WORKERS = ("cdc", "viability", "embedder", "classifier")  # devstack order: ops ports are query_port + 1..4
@@ -45,9 +49,6 @@ LOCAL_WORKERS = ("cdc", "viability", "embedder", "classifier")  # devstack order
 class QuerySettings(ServiceSettings):
     query_host: str = Field("127.0.0.1", description="Address the API listens on.")
     query_port: int = Field(8000, description="Port of the search API.")
-    query_run_indexer: bool = Field(True, description="Run the indexer loop in this process (edge store).")
-    query_run_summarizer: bool = Field(True, description="Run the account summarizer in this process (edge store).")
-    taxonomy_dir: Path = Field(DEFAULT_TAXONOMY_DIR, description="Directory of taxonomy YAML files.")
     query_max_results: int = Field(500, ge=10, le=5000, description="Results a query can page through; "
                                    "hybrid search fuses this many candidates of each kind.")
     account_candidates: int = Field(200, ge=10, le=2000, description="Post hits grouped into accounts when "
@@ -63,8 +64,9 @@ class QuerySettings(ServiceSettings):
     query_recent_vectors: int = Field(4096, ge=0, description="Query vectors kept in process memory in front of "
                                       "the Redis query cache (0 = Redis only).")
 
-    def metrics_urls(self) -> dict[str, str]:
-        urls = {"indexer": IN_PROCESS} if self.query_run_indexer else {}
+    def metrics_urls(self, in_process: tuple[str, ...] = ()) -> dict[str, str]:
+        """in_process: workers running in this process, whose metrics are this process's."""
+        urls = {name: IN_PROCESS for name in in_process}
         if self.status_metrics_urls.strip() == "local":
             return {**urls, **{name: f"http://127.0.0.1:{self.query_port + 1 + i}/metrics"
                                for i, name in enumerate(LOCAL_WORKERS)}}
@@ -72,10 +74,20 @@ class QuerySettings(ServiceSettings):
         return {**urls, **{name.strip(): url.strip() for name, url in pairs}}
 
 
-def build_context(settings: QuerySettings) -> QueryContext:
+@dataclass(frozen=True)
+class CoHosted:
+    """Work an entry point runs in the API's process, started once the context is built and stopped
+    with the app (the edge host's writers). The API knows it only by name: "indexer" is the writer
+    whose liveness /healthz reports."""
+
+    start: Callable[[QueryContext, threading.Event], dict[str, threading.Thread]]
+    metrics_in_process: tuple[str, ...] = ()  # workers whose metrics are this process's (the status page)
+
+
+def build_context(settings: QuerySettings, taxonomies: TaxonomySettings,
+                  in_process: tuple[str, ...] = ()) -> QueryContext:
     model, store_settings, kafka = ModelSettings(), VectorStoreSettings(), KafkaSettings()
-    embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
-                                  intra_op_threads=model.embedding_threads)
+    embedder = load_embedder(model)
     redis_settings = RedisSettings()
     redis_client = connect_redis(redis_settings.redis_url)
     cache_client = connect_redis(redis_settings.cache_url)
@@ -89,12 +101,12 @@ def build_context(settings: QuerySettings) -> QueryContext:
     encoder = QueryEncoder(embedder, EmbeddingCache(cache_client, embedder.model_id, name="query"), SparseEncoder(),
                            recent=settings.query_recent_vectors, load_model=load_query_model)
     store = open_store(store_settings)
-    catalog = TaxonomyCatalog.load(settings.taxonomy_dir)
-    posts = ActiveCollection(store, store_settings.posts_collection, open_registry(kafka, store_settings))
+    catalog = TaxonomyCatalog.load(taxonomies.taxonomy_dir)
+    posts = ActiveCollection(store, store_settings.posts_collection, open_registry(kafka, store_settings, redis_client))
     posts.name()  # opens (and if needed migrates) the active collection before the first request
     status = PipelineStatus(
         kafka=kafka, store=store, collection=posts, redis_client=redis_client,
-        embedding_model=embedder.model_id, metrics_urls=settings.metrics_urls(),
+        embedding_model=embedder.model_id, metrics_urls=settings.metrics_urls(in_process),
         freshness_window_s=settings.status_freshness_window_s,
     )
     return QueryContext(
@@ -104,34 +116,15 @@ def build_context(settings: QuerySettings) -> QueryContext:
         posts=PostSearch(encoder, catalog, settings.query_max_results, settings.label_confidence_floor),
         accounts=AccountSearch(encoder, catalog, settings.account_candidates),
         status=status, model_id=embedder.model_id,
-        labeller=open_labeller(embedder.embed, redis_client) if settings.query_run_indexer else None,
     )
 
 
-def start_indexer(context: QueryContext, stop: threading.Event) -> threading.Thread:
-    """One indexer loop per registered index version (the live one, and any replay being built)."""
-    thread = threading.Thread(target=run_indexers, args=(context, stop), name="indexer-supervisor", daemon=True)
-    thread.start()
-    return thread
-
-
-def run_indexers(context: QueryContext, stop: threading.Event) -> None:
-    """The supervisor fails when Redis (its registry) does; a standalone indexer would then be restarted
-    by Kubernetes, so here it is restarted in place. Offsets were committed only after writes, so the
-    restarted loops resume where the store is."""
-    while not stop.is_set():
-        try:
-            # open_registry registers the live version again if Redis came back empty.
-            registry = open_registry(KafkaSettings(), VectorStoreSettings())
-            IndexerSupervisor(KafkaSettings(), context.store, registry, stop=stop, labeller=context.labeller).run()
-        except Exception as exc:  # noqa: BLE001 (any failure: log it and start again)
-            log.warning("indexer supervisor failed, restarting in 2 s", error=repr(exc))
-            stop.wait(2)
-
-
-def create_app(settings: QuerySettings | None = None, context: QueryContext | None = None) -> FastAPI:
-    """context: an already built one (tests); its store then stays open after shutdown."""
+def create_app(settings: QuerySettings | None = None, context: QueryContext | None = None, *,
+               cohosted: CoHosted | None = None, taxonomies: TaxonomySettings | None = None) -> FastAPI:
+    """context: an already built one (tests); its store then stays open after shutdown.
+    cohosted: work the entry point runs in this process next to the API (not with ``context``)."""
     settings = settings or QuerySettings()
+    taxonomies = taxonomies or TaxonomySettings()
     configure_logging(settings.log_level, service="query")
 
     @asynccontextmanager
@@ -140,23 +133,16 @@ def create_app(settings: QuerySettings | None = None, context: QueryContext | No
             app.state.context = context
             yield
             return
-        built, stop = build_context(settings), threading.Event()
-        if settings.query_run_indexer:
-            built.indexer = start_indexer(built, stop)
-            # Corrections need post vectors: the learner runs where the store is, like the indexer.
-            # Its label changes go through the indexer (one writer per point), as events on the version's topic.
-            publish = TopicPublisher(KafkaSettings(), built.posts_collection.registry)
-            start_feedback_learner(built.redis, built.store, built.posts_collection.name, built.labeller, publish, stop)
-        summarizer = start_summarizer(built.store, built.posts.encoder.embedder, stop, built.catalog.is_enabled) \
-            if settings.query_run_summarizer else None
+        in_process = cohosted.metrics_in_process if cohosted else ()
+        built, stop = build_context(settings, taxonomies, in_process), threading.Event()
+        if cohosted is not None:
+            built.hosted = cohosted.start(built, stop)
         app.state.context = built
-        log.info("ready", model_id=built.model_id, indexer=settings.query_run_indexer,
-                 summarizer=settings.query_run_summarizer)
+        log.info("ready", model_id=built.model_id, hosted=sorted(built.hosted))
         yield
         stop.set()
-        for thread in (built.indexer, summarizer):
-            if thread:
-                thread.join(timeout=20)
+        for thread in built.hosted.values():
+            thread.join(timeout=20)
         built.status.close()
         built.store.close()
 

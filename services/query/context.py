@@ -15,7 +15,6 @@ from services.query.status import PipelineStatus
 from shared.auth import ApiKeyStore, DataScope, RateLimiter
 from shared.embedding import LIVE_MODEL_VARIANT
 from shared.index_registry import accounts_collection_for
-from shared.labelling import Tier1Labeller
 from shared.taxonomy import TaxonomyCatalog
 from shared.account_vectors import ACCOUNTS_LAYOUT
 from shared.vectorstore import VectorStore
@@ -35,13 +34,13 @@ class QueryContext:
     accounts: AccountSearch
     status: PipelineStatus
     model_id: str
-    indexer: threading.Thread | None = None  # the indexer supervisor, when it runs in this process
-    labeller: Tier1Labeller | None = None  # tier-1 vertical labels, when the indexer runs in this process
+    hosted: dict[str, threading.Thread] = field(default_factory=dict)  # work run next to the API (edge host)
     _accounts_opened: set[str] = field(default_factory=set, repr=False)  # holding summaries, open here
     _accounts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def indexer_alive(self) -> bool:
-        return bool(self.indexer and self.indexer.is_alive())
+        indexer = self.hosted.get("indexer")
+        return bool(indexer and indexer.is_alive())
 
     def posts_index(self, scope: DataScope, collection: str | None = None, tenant: str | None = None) -> TenantIndex:
         """The active index version, or ``collection`` (already checked to be a registered version), with the

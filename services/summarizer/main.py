@@ -8,25 +8,15 @@ Writes:  the accounts collection (accounts for posts, accounts_vN for posts_vN):
          <prefix>.pipeline.posts.embedded.dlq
 Offsets are committed once the batch's dirty marks are in Redis (and purged summaries deleted).
 
-With the edge engine a shard belongs to one process, so locally the query service runs this in a
-thread (QUERY_RUN_SUMMARIZER=true, ``start_summarizer``); production runs ``python -m
-services.summarizer.main`` against the Qdrant server.
+With the edge engine a shard belongs to one process, so locally the edge host
+(services/query/edge_host.py) runs it next to the API (``start_summarizer``); production runs
+``python -m services.summarizer.main`` against the Qdrant server.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-
-import orjson
-import redis
-from confluent_kafka import Message
-
-from services.summarizer.dirty import DirtyAccounts
-from services.summarizer.llm_tier import LlmSummaryWriter
-from services.summarizer.refresh import EMBEDDING_DIM, AccountRefresher, SummaryWorker, TouchedAccounts
+from services.summarizer.service import SummarizerConfig, open_summarizer
+from shared.bootstrap import load_embedder, open_store
 from shared.cache import connect_redis
 from shared.config import (
     KafkaSettings,
@@ -35,167 +25,28 @@ from shared.config import (
     RedisSettings,
     ServiceSettings,
     SummarizerSettings,
+    TaxonomySettings,
     VectorStoreSettings,
-    dlq_topic,
 )
-from shared.embedding import TextEmbedder, load_text_embedder
-from shared.events import MalformedEvent, parse_embedded_topic_event
 from shared.health import Heartbeat, HealthServer, kafka_reachable, redis_reachable, shutdown_event
-from shared.index_registry import IndexRegistry, IndexVersion, accounts_collection_for
-from shared.kafka import BatchLoop, BatchResult, ensure_topics, make_consumer, make_producer
-from shared.llm import build_llm_client
-from shared.logging import configure_logging, get_logger
-from shared.taxonomy import TaxonomyCatalog
-from shared.version_loops import VersionLoops
-from shared.vectorstore import VectorStore
-
-log = get_logger("summarizer")
-MAX_ACCOUNTS = 1_000_000  # facet limit when every account is marked due (the large demo has ~17,000)
-LabelFilter = Callable[[str, str], bool]
-
-
-class SummarizerService:
-    def __init__(self, touched: TouchedAccounts) -> None:
-        self.touched = touched
-
-    def handle_batch(self, messages: list[Message]) -> BatchResult:
-        result = BatchResult()
-        self.touched.apply(result.parse_each(messages, with_account))
-        return result
-
-
-def with_account(message: Message) -> tuple[int, object]:
-    event = parse_embedded_topic_event(message.value())
-    return account_of(event, message.key()), event
-
-
-def account_of(event: object, key: bytes | None) -> int:
-    """The event's account: from the event, else from the message key ({"account_id": ...})."""
-    post = getattr(event, "post", None)
-    account_id = post.account_id if post is not None else getattr(event, "account_id", None)
-    if account_id is None and key:
-        try:
-            account_id = orjson.loads(key).get("account_id")
-        except (orjson.JSONDecodeError, AttributeError):
-            account_id = None
-    if not isinstance(account_id, int):
-        raise MalformedEvent("event names no account (neither in the event nor in the key)")
-    return account_id
-
-
-def summarizer_group(kafka: KafkaSettings, registry: IndexRegistry, version: IndexVersion) -> str:
-    live = version.collection == registry.alias
-    return f"{kafka.topic_prefix}-summarizer" if live else f"{kafka.topic_prefix}-summarizer-{version.collection}"
-
-
-@dataclass(frozen=True)
-class SummarizerParts:
-    """What every index version's summarizer shares."""
-
-    kafka: KafkaSettings
-    store: VectorStore
-    registry: IndexRegistry
-    redis: redis.Redis
-    embedder: TextEmbedder
-    settings: SummarizerSettings
-    accounts_base: str
-    label_enabled: LabelFilter | None = None
-    llm: LlmSummaryWriter | None = None
-    heartbeat: Heartbeat | None = None
-
-    def accounts_collection(self, posts_collection: str) -> str:
-        return accounts_collection_for(posts_collection, self.registry.alias, self.accounts_base)
-
-    def build(self, version: IndexVersion, stop: threading.Event) -> BatchLoop:
-        """The version's consumer loop (returned, run by VersionLoops) and its worker (started here;
-        both end when ``stop`` is set)."""
-        accounts = self.accounts_collection(version.collection)
-        self.store.ensure_collection(version.collection, EMBEDDING_DIM)
-        dirty = DirtyAccounts(self.redis, self.kafka.topic_prefix, accounts)
-        refresher = AccountRefresher(self.store, version.collection, accounts, self.embedder, self.settings,
-                                     self.label_enabled, self.llm)
-        if refresher.recreated:
-            mark_all_accounts(self.store, version.collection, dirty)
-        worker = SummaryWorker(dirty, refresher, self.settings, stop)
-        threading.Thread(target=worker.run, name=f"summarizer-worker-{accounts}", daemon=True).start()
-        touched = TouchedAccounts(self.store, accounts, dirty, int(self.settings.summarizer_debounce_s * 1000))
-        return summarizer_loop(self.kafka, touched, stop, self.heartbeat,
-                               group=summarizer_group(self.kafka, self.registry, version), topic=version.source_topic)
-
-
-def mark_all_accounts(store: VectorStore, posts_collection: str, dirty: DirtyAccounts) -> None:
-    """Every account with indexed posts is due now: their summaries are rebuilt into a new collection."""
-    accounts = store.facet(posts_collection, "account_id", None, limit=MAX_ACCOUNTS)
-    dirty.mark({int(a.value): None for a in accounts}, int(time.time() * 1000))
-    log.warning("every account marked for a new summary", accounts=len(accounts), collection=posts_collection)
-
-
-def summarizer_versions(parts: SummarizerParts, stop: threading.Event) -> VersionLoops:
-    """Per registered index version a consumer marking accounts dirty and a worker refreshing them, into
-    that version's accounts collection (so a replay's alias switch brings its summaries along)."""
-    return VersionLoops(parts.registry, service="summarizer", wants=lambda version: True, build=parts.build, stop=stop)
-
-
-def summarizer_loop(kafka: KafkaSettings, touched: TouchedAccounts, stop: threading.Event,
-                    heartbeat: Heartbeat | None = None, *, group: str, topic: str) -> BatchLoop:
-    ensure_topics(kafka, [topic, dlq_topic(topic)])
-    return BatchLoop(service="summarizer", settings=kafka, consumer=make_consumer(kafka, group),
-                     producer=make_producer(kafka), topics=[topic], handle_batch=SummarizerService(touched).handle_batch,
-                     stop=stop, heartbeat=heartbeat)
-
-
-def open_summarizer(store: VectorStore, embedder: TextEmbedder, stop: threading.Event, *,
-                    label_enabled: LabelFilter | None = None, heartbeat: Heartbeat | None = None) -> VersionLoops:
-    """Wired from the environment; the registry registers the live version if Redis has none."""
-    from services.indexer.main import open_registry  # the same registry bootstrap as the indexer
-
-    kafka, store_settings, settings = KafkaSettings(), VectorStoreSettings(), SummarizerSettings()
-    redis_client = connect_redis(RedisSettings().redis_url)
-    if label_enabled is None:
-        label_enabled = TaxonomyCatalog.load(settings.taxonomy_dir).is_enabled
-    cache_client = connect_redis(RedisSettings().cache_url)
-    client = build_llm_client(LlmSettings(), redis_client, cache_client) if settings.summarizer_llm else None
-    parts = SummarizerParts(kafka=kafka, store=store, registry=open_registry(kafka, store_settings),
-                            redis=redis_client, embedder=embedder, settings=settings,
-                            accounts_base=store_settings.accounts_collection, label_enabled=label_enabled,
-                            llm=LlmSummaryWriter(client, settings.summarizer_llm_token_budget) if client else None,
-                            heartbeat=heartbeat)
-    return summarizer_versions(parts, stop)
-
-
-def start_summarizer(store: VectorStore, embedder: TextEmbedder, stop: threading.Event,
-                     label_enabled: LabelFilter | None = None) -> threading.Thread:
-    """The summarizer inside another process (the query API owns the edge shards), restarted in place
-    when Redis or the broker fails (a standalone one would be restarted by Kubernetes)."""
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                open_summarizer(store, embedder, stop, label_enabled=label_enabled).run()
-            except Exception as exc:  # noqa: BLE001 (any failure: log it and start again)
-                log.warning("summarizer failed, restarting in 2 s", error=repr(exc))
-                stop.wait(2)
-
-    thread = threading.Thread(target=run, name="summarizer-supervisor", daemon=True)
-    thread.start()
-    return thread
+from shared.logging import configure_logging
 
 
 def main() -> None:
     settings, kafka, store_settings, model = ServiceSettings(), KafkaSettings(), VectorStoreSettings(), ModelSettings()
+    redis_settings = RedisSettings()
     configure_logging(settings.log_level, service="summarizer")
-    from services.indexer.main import open_store
-
     store = open_store(store_settings)
-    embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
-                                  intra_op_threads=model.embedding_threads)
+    embedder = load_embedder(model)
     heartbeat, stop = Heartbeat(), shutdown_event()
     HealthServer(settings.metrics_port, heartbeat, {
         "kafka": kafka_reachable(kafka.kafka_bootstrap_servers),
-        "redis": redis_reachable(connect_redis(RedisSettings().redis_url)),
+        "redis": redis_reachable(connect_redis(redis_settings.redis_url)),
     }).start()
+    config = SummarizerConfig(kafka=kafka, store=store_settings, redis=redis_settings,
+                              summarizer=SummarizerSettings(), llm=LlmSettings(), taxonomies=TaxonomySettings())
     try:
-        open_summarizer(store, embedder, stop, heartbeat=heartbeat).run()
+        open_summarizer(store, embedder, stop, config, heartbeat=heartbeat).run()
     finally:
         store.close()
 

@@ -70,7 +70,7 @@ def context(corpus, embedder, redis_client, kafka_settings, scratch) -> Iterator
 
 @pytest.fixture(scope="session")
 def app(context) -> FastAPI:
-    return create_app(QuerySettings(query_run_indexer=False), context=context)
+    return create_app(QuerySettings(), context=context)
 
 
 @pytest.fixture(scope="session")

@@ -103,7 +103,7 @@ def summarized(context, embedder, redis_client, kafka_settings, scratch, corpus)
         refresher.write(refresher.compute(account_id, int(time.time() * 1000)), 0)
     ctx = build_context(store=store, embedder=embedder, redis_client=redis_client,
                         taxonomies=scratch / "taxonomies", kafka=kafka_settings)
-    app = create_app(QuerySettings(query_run_indexer=False), context=ctx)
+    app = create_app(QuerySettings(), context=ctx)
     key = ctx.keys.create("internal", list(Scope), UNLIMITED).key
     yield TestClient(app), {"X-API-Key": key}, chosen, store
     ctx.status.close()

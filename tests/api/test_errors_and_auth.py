@@ -137,7 +137,7 @@ def test_rate_limit_is_per_key_with_retry_after(client, context, keys):
 def _app_with(tmp_path: Path, embedder, redis_client, kafka_settings, store) -> TestClient:
     ctx = build_context(store=store, embedder=embedder, redis_client=redis_client,
                         taxonomies=taxonomy_dir(tmp_path / "taxonomies"), kafka=kafka_settings)
-    return TestClient(create_app(QuerySettings(query_run_indexer=False), context=ctx), raise_server_exceptions=False)
+    return TestClient(create_app(QuerySettings(), context=ctx), raise_server_exceptions=False)
 
 
 def test_vector_store_down_is_a_503_with_retry_after(tmp_path, embedder, redis_client, kafka_settings, keys, context):

@@ -34,7 +34,7 @@ def test_search_reads_the_collection_the_alias_points_at(tmp_path, embedder, red
                         taxonomies=taxonomy_dir(tmp_path / "taxonomies"))
     ctx.posts_collection = ActiveCollection(store, "posts", registry)
     ctx.status.collection = ctx.posts_collection
-    client = TestClient(create_app(QuerySettings(query_run_indexer=False), context=ctx))
+    client = TestClient(create_app(QuerySettings(), context=ctx))
     headers = {"X-API-Key": ctx.keys.create("ops", [Scope.search, Scope.status, Scope.admin], UNLIMITED).key}
     reader = {"X-API-Key": ctx.keys.create("reader", [Scope.search], UNLIMITED).key}
 

@@ -55,8 +55,7 @@ def test_query_is_embedded_by_the_model_of_the_version_searched(tmp_path, monkey
                         "TAXONOMY_DIR": str(taxonomy_dir(tmp_path / "taxonomies"))}.items():
         monkeypatch.setenv(name, value)
     key = ApiKeyStore(redis_client).create("ops", [Scope.search, Scope.admin], UNLIMITED).key
-    app = create_app(QuerySettings(query_run_indexer=False, query_run_summarizer=False, query_recent_vectors=64,
-                                   taxonomy_dir=tmp_path / "taxonomies"))
+    app = create_app(QuerySettings(query_recent_vectors=64))  # TAXONOMY_DIR from the environment above
 
     with TestClient(app) as client:
         def best(text: str, version: str | None = None) -> tuple[str, float]:

@@ -46,7 +46,7 @@ def status_client(embedder, redis_client, infra, tmp_path_factory):
     ctx = build_context(store=store, embedder=embedder, redis_client=redis_client, kafka=kafka,
                         taxonomies=taxonomy_dir(tmp_path_factory.mktemp("tax")))
     key = ctx.keys.create("ops", [Scope.status, Scope.search], UNLIMITED).key
-    yield TestClient(create_app(QuerySettings(query_run_indexer=False), context=ctx)), {"X-API-Key": key}, kafka
+    yield TestClient(create_app(QuerySettings(), context=ctx)), {"X-API-Key": key}, kafka
     ctx.status.close()
 
 
@@ -122,7 +122,7 @@ def test_status_says_when_kafka_is_unreachable(embedder, redis_client, context, 
     ctx = build_context(store=context.store, embedder=embedder, redis_client=redis_client, kafka=kafka,
                         taxonomies=taxonomy_dir(tmp_path / "tax"))
     key = ctx.keys.create("ops", [Scope.status], UNLIMITED).key
-    response = TestClient(create_app(QuerySettings(query_run_indexer=False), context=ctx)).get(
+    response = TestClient(create_app(QuerySettings(), context=ctx)).get(
         "/v1/status", headers={"X-API-Key": key})
     assert response.status_code == 200
     body = response.json()

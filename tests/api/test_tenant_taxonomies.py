@@ -78,7 +78,7 @@ def _world(root: Path, corpus, embedder, infra, kafka_settings, *, with_tenant_t
         indexer.apply(events)
 
     world = World(
-        client=TestClient(create_app(QuerySettings(query_run_indexer=False), context=ctx)), redis=client,
+        client=TestClient(create_app(QuerySettings(), context=ctx)), redis=client,
         acme={"X-API-Key": ctx.keys.create("acme", [Scope.search, Scope.feedback], UNLIMITED,
                                            DataScope(account_ids=sorted(acme_accounts))).key},
         globex={"X-API-Key": ctx.keys.create("globex", [Scope.search, Scope.feedback], UNLIMITED,

@@ -309,6 +309,9 @@ def test_status_reports_the_running_pipeline(pipeline):
     by_name = {s["service"]: s for s in status["services"]}
     assert by_name["viability"]["dlq_messages"] >= 4 and by_name["embedder"]["dlq_messages"] >= 4
     assert by_name["cdc"]["position"] > 0 and by_name["indexer"]["position"] > 0
+    # make dev's process is the edge host: the API says its writer runs next to it.
+    assert status["indexer_running"] and pipeline.http.get("/healthz").json() == {"status": "ok",
+                                                                                 "indexer_running": True}
     assert status["freshness"]["samples"] > 0 and 0 <= status["freshness"]["p50_s"] < 30
     assert status["index"]["keyword_vectors"] == status["points"]
     embedding = next(c for c in status["caches"] if c["cache"] == "embedding")

@@ -5,7 +5,7 @@ import threading
 
 import redis
 
-from services.indexer.supervisor import IndexerSupervisor
+from services.indexer.service import indexer_versions
 from shared.config import KafkaSettings
 from shared.index_registry import IndexRegistry, IndexVersion
 from shared.vectorstore import EdgeVectorStore
@@ -26,7 +26,7 @@ def test_switch_rollback_and_recovery_after_a_wipe(infra, tmp_path):
     client.delete(*client.keys("registry-test:*"))  # Redis restarted without its data
     kafka = KafkaSettings(kafka_bootstrap_servers=f"127.0.0.1:{infra.config.broker_port}", topic_prefix="registry-test")
     store, stop = EdgeVectorStore(tmp_path / "edge"), threading.Event()
-    supervisor = IndexerSupervisor(kafka, store, registry, stop=stop)
+    supervisor = indexer_versions(kafka, store, registry, stop=stop, batch_size=64)
     try:
         supervisor.reconcile()
         assert set(registry.versions()) == {"posts"} and registry.active() == "posts"

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from services.embedder.core import PostEmbedding
 from services.embedder.main import EmbedderService
 from services.indexer.core import PostIndexer, post_point_id
-from services.indexer.main import IndexerService
+from services.indexer.service import IndexerService
 from services.viability.core import ViabilityFilter, ViabilityRules
 from services.viability.main import ViabilityService
 from services.viability.state import RedisViabilityState

@@ -26,7 +26,7 @@ from ops.dlq import read_dead_letters
 from services.indexer.core import plan_writes
 from services.query.app import QuerySettings, create_app
 from services.summarizer.dirty import DirtyAccounts
-from services.summarizer.main import SummarizerParts, mark_all_accounts, summarizer_versions
+from services.summarizer.service import SummarizerParts, mark_all_accounts, summarizer_versions
 from services.summarizer.refresh import AccountRefresher, account_point_id
 from shared.auth import RateLimit, Scope
 from shared.config import KafkaSettings, SummarizerSettings
@@ -210,7 +210,7 @@ def test_account_search_finds_creators_by_topic_with_filters(pipeline, summarize
     ctx = build_context(store=pipeline.store, embedder=embedder, redis_client=pipeline.redis,
                         taxonomies=taxonomy_dir(pipeline.scratch / "taxonomies"), kafka=pipeline.kafka)
     key = ctx.keys.create("summaries", list(Scope), RateLimit(requests=1_000_000, per_seconds=60)).key
-    client = TestClient(create_app(QuerySettings(query_run_indexer=False, query_run_summarizer=False), context=ctx))
+    client = TestClient(create_app(QuerySettings(), context=ctx))
 
     def search(query: str, **filters) -> list[dict]:
         response = client.post("/v1/search/accounts", json={"query": query, "filters": filters},

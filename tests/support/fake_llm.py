@@ -48,9 +48,11 @@ class RecordedRequest:
     def posts(self) -> list[dict]:
         """The posts of a classification request (user message JSON), [] for other requests."""
         try:
-            return orjson.loads(self.body["messages"][-1]["content"])["posts"]
+            posts = orjson.loads(self.body["messages"][-1]["content"])["posts"]
         except (TypeError, KeyError, IndexError, orjson.JSONDecodeError):
             return []
+        # A summary request has "posts" too, as plain strings: not a classification request.
+        return posts if all(isinstance(post, dict) for post in posts) else []
 
 
 Answerer = Callable[[dict], str]

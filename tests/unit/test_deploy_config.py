@@ -211,7 +211,7 @@ def test_compose_vector_store_and_query_api(compose, settings):
         assert env.get("VECTOR_STORE") == "server" and env.get("QDRANT_URL") == "http://qdrant:6333", name
     query = compose_env(services["query"])
     assert query["QUERY_HOST"] == "0.0.0.0"
-    assert query["QUERY_RUN_INDEXER"].lower() == "false", "the indexer runs as its own service"
+    assert module_of(compose_argv(services["query"])) == "services.query.main", "the API alone: writers are services"
     assert int(query.get("QUERY_PORT", query_port)) == query_port
     published = [str(p) for p in services["query"].get("ports", [])]
     assert any(p.rsplit(":", 1)[-1] == str(query_port) for p in published), published
@@ -450,9 +450,10 @@ def test_k8s_ports_and_vector_store(rendered, settings):
     query_port = settings["QuerySettings"].model_fields["query_port"].default
     assert int(env.get("QUERY_PORT", query_port)) == query_port
     assert env["QUERY_HOST"] == "0.0.0.0"
-    # The indexer has its own Deployment, so the API must not run a second indexer loop, and
-    # several processes share the index: only a Qdrant server allows that.
-    assert env["QUERY_RUN_INDEXER"].lower() == "false" and env["VECTOR_STORE"] == "server" and env["QDRANT_URL"]
+    # The indexer has its own Deployment and the query container runs services.query.main, the API
+    # alone (its command is checked with the probes); several processes share the index: only a
+    # Qdrant server allows that.
+    assert env["VECTOR_STORE"] == "server" and env["QDRANT_URL"]
     deployments = by_kind(docs, "Deployment")
     (query,) = deployments["query"]["spec"]["template"]["spec"]["containers"]
     http = {p["name"]: p["containerPort"] for p in query["ports"]}

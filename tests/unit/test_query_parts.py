@@ -84,11 +84,11 @@ def test_group_by_account_sums_the_best_three_posts():
 
 
 def test_metrics_urls_setting():
-    local = QuerySettings(query_port=8000, status_metrics_urls="local").metrics_urls()
+    local = QuerySettings(query_port=8000, status_metrics_urls="local").metrics_urls(in_process=("indexer",))
     assert local == {"indexer": "in-process", "cdc": "http://127.0.0.1:8001/metrics",
                      "viability": "http://127.0.0.1:8002/metrics", "embedder": "http://127.0.0.1:8003/metrics",
                      "classifier": "http://127.0.0.1:8004/metrics"}
-    explicit = QuerySettings(query_run_indexer=False, status_metrics_urls="embedder=http://e:9100/metrics, x").metrics_urls()
+    explicit = QuerySettings(status_metrics_urls="embedder=http://e:9100/metrics, x").metrics_urls()
     assert explicit == {"embedder": "http://e:9100/metrics"}
 
 

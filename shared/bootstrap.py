@@ -1,0 +1,79 @@
+"""Where the adapters are built: the vector store, the index registry, the tier-1 labeller, the
+embedder and Redis clients, each from settings objects an entry point read once and passes in.
+
+Entry points (``services/*/main.py``, ``services/query/edge_host.py``) call these; nothing else reads
+the environment to open a connection. What two services share is built here, never imported from
+another service's ``main``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from shared.cache import connect_redis
+from shared.config import ClassifierSettings, KafkaSettings, ModelSettings, RedisSettings, VectorStoreSettings
+from shared.embedding import TextEmbedder, load_text_embedder
+from shared.fewshot import FewShotStore
+from shared.index_registry import IndexRegistry, IndexVersion
+from shared.labelling import Tier1Labeller
+from shared.logging import get_logger
+from shared.taxonomy import TaxonomyCatalog
+from shared.vectorstore import VectorStore, open_vector_store
+from shared.verticals import EmbedTexts
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RedisClients:
+    state: redis.Redis  # what must not be lost: index versions, corrections, keys, spend
+    cache: redis.Redis  # what may be evicted: embeddings, query vectors, LLM answers
+
+
+def connect_redis_clients(settings: RedisSettings) -> RedisClients:
+    return RedisClients(state=connect_redis(settings.redis_url), cache=connect_redis(settings.cache_url))
+
+
+def load_embedder(model: ModelSettings) -> TextEmbedder:
+    return load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
+                              intra_op_threads=model.embedding_threads)
+
+
+def open_store(settings: VectorStoreSettings) -> VectorStore:
+    return open_vector_store(settings.vector_store, edge_path=str(settings.qdrant_edge_path),
+                             url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+
+
+def live_indexer_group(kafka: KafkaSettings) -> str:
+    return f"{kafka.topic_prefix}-indexer"
+
+
+def open_labeller(embed: EmbedTexts, redis_client: redis.Redis, catalog: TaxonomyCatalog,
+                  settings: ClassifierSettings) -> Tier1Labeller:
+    """Tier-1 labels for every taxonomy of the catalog (TAXONOMY_DIR), with people's corrections from Redis."""
+    return Tier1Labeller(catalog, embed, FewShotStore(redis_client), refresh_s=settings.fewshot_refresh_s)
+
+
+def open_registry(kafka: KafkaSettings, store_settings: VectorStoreSettings,
+                  redis_client: redis.Redis) -> IndexRegistry:
+    """The registry, with the live pipeline registered as version 1 on first start."""
+    registry = IndexRegistry(redis_client, kafka.topic_prefix, alias=store_settings.posts_collection)
+    registry.bootstrap(store_settings.posts_collection, kafka.embedded_posts_topic, live_indexer_group(kafka))
+    return registry
+
+
+def open_registry_without_redis(kafka: KafkaSettings, store_settings: VectorStoreSettings,
+                                redis_client: redis.Redis) -> IndexRegistry:
+    """The standalone indexer's registry: Redis down at start is not fatal, since the live version's writes
+    need only the broker and the store. Its version loops register the live version once Redis answers."""
+    try:
+        return open_registry(kafka, store_settings, redis_client)
+    except redis.RedisError as exc:
+        log.warning("Redis unreachable: indexing the live version; replays and corrections wait for Redis",
+                    error=str(exc))
+        registry = IndexRegistry(redis_client, kafka.topic_prefix, alias=store_settings.posts_collection)
+        registry.live = IndexVersion(collection=store_settings.posts_collection, version=1,
+                                     source_topic=kafka.embedded_posts_topic, indexer_group=live_indexer_group(kafka))
+        return registry
