@@ -49,9 +49,12 @@ HEADLINES = [
     ("scaling", "indexer_points_per_s", "7. indexer points/s into the edge store", 5000, ">=", "points/s"),
     ("scaling", "engine_upsert_points_per_s", "7. engine's own bulk upsert, same points", None, None, "points/s"),
     ("scaling", "indexer_over_engine", "7. indexer / engine bulk upsert", 0.8, ">=", "×"),
+    ("scaling", "indexer_over_engine_per_cpu_s", "7. indexer / engine, points per CPU second", 0.8, ">=", "×"),
     ("scaling", "api_warm_rps", "7. search API warm throughput", None, None, "req/s"),
     ("scaling", "engine_search_rps", "7. engine in-process search throughput", None, None, "req/s"),
     ("scaling", "search_api_over_engine", "7. search API / engine", 0.6, ">=", "×"),
+    ("scaling", "search_api_over_engine_per_cpu_s", "7. search API / engine, requests per CPU second", 0.6, ">=",
+     "×"),
     ("scaling", "query_startup_s", "7. query process start-up on the shard", None, None, "s"),
     ("scaling", "summarizer_drain_s", "7. summarizer queue drain", None, None, "s"),
     ("scaling", "model_texts_per_s", "7. model rate (this run)", None, None, "texts/s"),
@@ -160,7 +163,9 @@ def plot(results: dict, out_dir: Path, stem: str) -> list[str]:
     if "scaling" in benches:
         from bench.scaling_report import latest_per_scale, plot_against_posts
 
-        image = plot_against_posts(latest_per_scale(out_dir, results), out_dir / f"{stem}-against-posts.png")
+        # one plot per day, whichever scale ran last (python -m bench.scaling_report redraws it)
+        image = plot_against_posts(latest_per_scale(out_dir, results),
+                                   out_dir / f"{stem.split('-scaling-')[0]}-scaling-against-posts.png")
         if image:
             images.append(image)
     overhead = benches.get("overhead", {}).get("summary", {})

@@ -71,13 +71,14 @@ def scaling(bench: Bench, opts: Options) -> dict:
         redis_mb["embedder"] = _redis_used_mb(bench)
         stages["indexer"] = _drained_stage(bench, stack, "indexer", f"{prefix}-indexer", [embedded_topic],
                                            module="services.indexer.main")
-        summary["index_disk_mb"] = _disk_mb(shard_root)
+        summary["index_disk_mb"], summary["index_apparent_mb"] = _disk_mb(shard_root)
         redis_mb["indexer"] = _redis_used_mb(bench)
         stages["query_startup"], stages["summarizer_drain"], search = _query(bench, stack, opts, viable_posts)
         redis_mb["query"] = _redis_used_mb(bench)
         summary["points"] = search.pop("points")
         summary.update(search)
-        summary.update(_indexer_vs_engine(bench, embedded_topic, stages["indexer"]["events_per_s"]))
+        summary.update(_indexer_vs_engine(bench, embedded_topic, stages["indexer"]["events_per_s"],
+                                          stages["indexer"]["cpu_s_after_ready"]))
         summary.update(_search_engine(shard_root, opts, bench, summary))
     finally:
         stack.stop()
@@ -115,6 +116,10 @@ def warm_cache(bench: Bench, summary: dict) -> dict:
     known = {key.decode().rsplit(":", 1)[1] for key in bench.redis.scan_iter(match=f"emb:{model.model_id}:*",
                                                                               count=5000)}
     missing = [texts[h] for h in texts if h not in known]
+    # The kept file holds every scale's vectors; Redis keeps only this seed's, so its memory is this scale's.
+    others = [f"emb:{model.model_id}:{h}" for h in known if h not in texts]
+    for start in range(0, len(others), 5000):
+        bench.redis.unlink(*others[start:start + 5000])
     log(f"7. cache: {loaded} vectors loaded, {len(texts)} distinct viable texts, {len(missing)} to embed")
     sample = missing or list(texts.values())[:300]
     model.embed(sample[:16])  # session warm-up
@@ -134,7 +139,8 @@ def warm_cache(bench: Bench, summary: dict) -> dict:
             pipe.execute()
         bench.save_embedding_cache(model.model_id)
     return {"texts": len(sample), "seconds": seconds, "cpu_s": time.process_time() - cpu,
-            "texts_per_s": len(sample) / seconds, "embedded_now": len(missing), "loaded_from_disk": loaded}
+            "texts_per_s": len(sample) / seconds, "embedded_now": len(missing), "loaded_from_disk": loaded,
+            "other_scales_vectors_dropped": len(others)}
 
 
 # --- the stages ------------------------------------------------------------------------------------
@@ -168,6 +174,7 @@ def _viability(bench: Bench, stack, sources: list[str], cdc):
     cpu_cdc_before = bench.sampler.cpu_seconds().get("cdc", 0.0)
     started = time.monotonic()
     process = stack.start_service("viability", timeout=600)
+    ready = time.monotonic()
     bench.sampler.watch("viability", process.process.pid)
     first_commit, caught_up, settled, deadline = None, None, 0, started + 7200
     requested: set[int] = set()
@@ -191,8 +198,11 @@ def _viability(bench: Bench, stack, sources: list[str], cdc):
     total_offsets = bench.kafka.committed(group, sources)
     # Rate while catching up with the snapshot, from the first commit (start-up and group join out);
     # offsets → records as in Kafka.drain_time (the local broker's offsets are not dense).
-    snapshot_events = events * (caught_up[1] - first_commit[1]) / total_offsets
-    rate = snapshot_events / max(caught_up[0] - first_commit[0], 1e-3)
+    if caught_up[1] > first_commit[1]:
+        snapshot_events = events * (caught_up[1] - first_commit[1]) / total_offsets
+        rate = snapshot_events / max(caught_up[0] - first_commit[0], 1e-3)
+    else:  # consumed in the first commit (a tiny seed): from ready, group join included
+        rate = events * caught_up[1] / total_offsets / max(caught_up[0] - ready, 1e-3)
     cpu = bench.sampler.cpu_seconds()
     process.stop()
     row = stage_row(wall_s=wall, cpu_s=cpu.get("viability"), events=events, events_per_s=rate, peak_rss_mb=None,
@@ -233,6 +243,7 @@ def _drained_stage(bench: Bench, stack, name: str, group: str, topics: list[str]
         bench.sampler.watch(name, process.process.pid)
     else:
         process = bench.start_module(stack, name, module)
+    cpu_ready = bench.sampler.cpu_seconds().get(name, 0.0)  # start-up (imports, models) is not per event
     drained = bench.kafka.drain_time(group, topics, timeout=7200, alive=lambda: process.alive)
     wall = time.monotonic() - started
     bench.sampler.sample()
@@ -240,7 +251,7 @@ def _drained_stage(bench: Bench, stack, name: str, group: str, topics: list[str]
     process.stop()
     log(f"7. {name}: {drained['total']} events, {drained['events_per_s']:.0f}/s, wall {wall:.1f}s, cpu {cpu}s")
     return stage_row(wall_s=wall, cpu_s=cpu, events=drained["total"], events_per_s=drained["events_per_s"],
-                     peak_rss_mb=None, drain_s=drained["seconds"])
+                     peak_rss_mb=None, drain_s=drained["seconds"], cpu_s_after_ready=round((cpu or 0.0) - cpu_ready, 2))
 
 
 def _query(bench: Bench, stack, opts: Options, expected: int):
@@ -272,6 +283,7 @@ def _query(bench: Bench, stack, opts: Options, expected: int):
     result = asyncio.run(_load(stack.api_url, bench.headers, opts, "warm", accounts, seed=7))
     search = {"points": points, "api_warm_rps": result["rps"], "api_warm_p50_ms": result["p50_ms"],
               "api_warm_p95_ms": result["p95_ms"], "api_errors": result["errors"],
+              "api_requests": result["requests"],
               "api_query_cpu_s": round(bench.sampler.cpu_seconds().get("query", 0.0) - cpu_before, 2),
               "load_generator_cpu_s": round(time.process_time() - load_cpu, 2), "search_clients": opts.search_clients,
               "search_s": opts.search_s}
@@ -311,7 +323,7 @@ def _summarizer_drain(bench: Bench, stack, process, *, started_at: float, cpu_be
 # --- close to the engine -----------------------------------------------------------------------------
 
 
-def _indexer_vs_engine(bench: Bench, embedded_topic: str, indexer_rate: float) -> dict:
+def _indexer_vs_engine(bench: Bench, embedded_topic: str, indexer_rate: float, indexer_cpu_s: float | None) -> dict:
     """The embedded topic's upserts, turned into points by the indexer's own conversion, written into a
     fresh edge shard with qdrant-edge directly in batches of the indexer's size: build (qe.Point, the
     payload's conversion into the engine) + update + flush per batch, as the indexer's store does."""
@@ -331,7 +343,7 @@ def _indexer_vs_engine(bench: Bench, embedded_topic: str, indexer_rate: float) -
     with tempfile.TemporaryDirectory(dir=bench.root) as tmp:
         shard = _open_shard(Path(tmp) / "posts", 384)
         _ensure_indexes(shard)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         build_s = 0.0
         for start in range(0, len(points), batch_size):
             t0 = time.perf_counter()
@@ -340,15 +352,21 @@ def _indexer_vs_engine(bench: Bench, embedded_topic: str, indexer_rate: float) -
             build_s += time.perf_counter() - t0
             shard.update(qe.UpdateOperation.upsert_points(batch))
             shard.flush()
-        engine_s = time.perf_counter() - started
+        engine_s, engine_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         shard.close()
     engine_rate = len(points) / engine_s
+    # Per CPU second as well: on a loaded machine the two runs get different shares of the cores,
+    # CPU time per point does not depend on that share.
+    indexer_per_cpu_s = len(points) / indexer_cpu_s if indexer_cpu_s else math.nan
+    engine_per_cpu_s = len(points) / engine_cpu_s if engine_cpu_s else math.nan
     log(f"7. engine bulk upsert: {engine_rate:.0f} points/s (indexer {indexer_rate:.0f}/s, ratio "
         f"{indexer_rate / engine_rate:.2f})")
     return {"engine_upsert_points_per_s": engine_rate, "engine_upsert_points": len(points),
             "engine_point_build_share": build_s / engine_s, "indexer_conversion_us_per_point":
             1e6 * conversion_s / max(len(points), 1), "indexer_over_engine": indexer_rate / engine_rate,
-            "engine_upsert_batch": batch_size}
+            "engine_upsert_batch": batch_size, "engine_upsert_points_per_cpu_s": engine_per_cpu_s,
+            "indexer_points_per_cpu_s": indexer_per_cpu_s,
+            "indexer_over_engine_per_cpu_s": indexer_per_cpu_s / engine_per_cpu_s}
 
 
 def _read_all(bench: Bench, topic: str) -> list[bytes]:
@@ -400,20 +418,26 @@ def _search_engine(shard_root: Path, opts: Options, bench: Bench, summary: dict)
             counts[n] += 1
 
     threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(ENGINE_SEARCH_THREADS)]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.start()
     time.sleep(opts.search_s)
     stop.set()
     for thread in threads:
         thread.join(30)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     shard.close()
     engine_rps = sum(counts) / elapsed
     api = summary.get("api_warm_rps", math.nan)
+    # Requests per CPU second of the serving process (the API's own process; the engine's is this one),
+    # robust to how much of the machine each run got.
+    engine_per_cpu_s = sum(counts) / cpu_s if cpu_s else math.nan
+    api_per_cpu_s = (summary.get("api_requests", 0) / summary["api_query_cpu_s"]
+                     if summary.get("api_query_cpu_s") else math.nan)
     log(f"7. engine in-process search: {engine_rps:.0f} req/s (API {api:.0f}, ratio {api / engine_rps:.2f})")
     return {"engine_search_rps": engine_rps, "engine_search_threads": ENGINE_SEARCH_THREADS,
-            "search_api_over_engine": api / engine_rps}
+            "search_api_over_engine": api / engine_rps, "engine_search_per_cpu_s": engine_per_cpu_s,
+            "api_search_per_cpu_s": api_per_cpu_s, "search_api_over_engine_per_cpu_s": api_per_cpu_s / engine_per_cpu_s}
 
 
 def _search_filter(body: dict):
@@ -435,15 +459,19 @@ def _redis_used_mb(bench: Bench) -> float:
     return bench.redis.info("memory")["used_memory"] / 2**20
 
 
-def _disk_mb(path: Path) -> float:
-    total = 0
+def _disk_mb(path: Path) -> tuple[float, float]:
+    """(allocated, apparent) MB under path: the engine's files are sparse (preallocated mmap segments
+    and WAL), so what the disk really holds is the allocated blocks, not the files' lengths."""
+    allocated = apparent = 0
     for root, _, files in os.walk(path):
         for name in files:
             try:
-                total += os.path.getsize(os.path.join(root, name))
+                stat = os.stat(os.path.join(root, name))
             except OSError:
-                pass
-    return total / 2**20
+                continue
+            allocated += stat.st_blocks * 512
+            apparent += stat.st_size
+    return allocated / 2**20, apparent / 2**20
 
 
 __all__ = ["scaling", "warm_cache"]

@@ -191,3 +191,22 @@ def plot_against_posts(runs: Sequence[dict], out_path: Path) -> str | None:
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return str(out_path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.scaling_report`: the table and the plot from the newest result of every scale."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.scaling_report", description=main.__doc__)
+    parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args(argv)
+    runs = latest_per_scale(args.results)
+    print(scaling_table(runs))
+    if runs:
+        date = max(r["meta"]["started"][:10] for r in runs)
+        image = plot_against_posts(runs, args.results / f"{date}-scaling-against-posts.png")
+        print(f"\n{image or 'no plot: results of fewer than two scales'}")
+
+
+if __name__ == "__main__":
+    main()

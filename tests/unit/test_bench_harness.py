@@ -146,3 +146,27 @@ def test_scaling_alone_names_its_result_by_scale():
     assert default_name("medium", False, {"7"}) == "scaling-medium"
     assert default_name("small", True, {"1", "7"}) == "small-quick"
     assert default_name("small", False, {"2"}) == "small"
+
+
+def test_scale_shape_counts_what_the_viability_rules_index():
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    from bench.scale_shape import shape_of
+    from services.viability.core import ViabilityRules
+
+    now = datetime(2026, 12, 1)
+    rules = ViabilityRules(min_followers=100, min_posts=2, active_within_days=30, max_posts_per_account=3)
+    accounts = [SimpleNamespace(id=1, followers=500), SimpleNamespace(id=2, followers=50),
+                SimpleNamespace(id=3, followers=500)]
+
+    def post(pid, account, days_ago, title):
+        return SimpleNamespace(id=pid, account_id=account, published_at=now - timedelta(days=days_ago), title=title,
+                               description=None)
+
+    posts = [post(1, 1, 1, "a"), post(2, 1, 2, "a"), post(3, 1, 3, "b"), post(4, 1, 90, "c"),  # viable, cap 3
+             post(5, 2, 1, "d"), post(6, 2, 1, "e"),  # too few followers
+             post(7, 3, 60, "f"), post(8, 3, 61, "g")]  # inactive
+    shape = shape_of(accounts, posts, rules, now).as_dict()
+    assert shape == {"accounts": 3, "posts": 8, "viable_accounts": 1, "viable_posts": 3, "distinct_texts": 2,
+                     "accounts_over_5000_viable_posts": 0, "largest_viable_account_posts": 3}
