@@ -6,6 +6,7 @@ with a note in the summary, when it is missing.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -137,7 +138,7 @@ def render_markdown(results: dict, images: list[str]) -> str:
                 "```", "</details>", ""]
     if images:
         out += ["## Plots", ""] + [f"![{Path(i).stem}]({Path(i).name})" for i in images] + [""]
-    else:
+    elif importlib.util.find_spec("matplotlib") is None:
         out += ["(plots skipped: matplotlib is not installed; `pip install -e .[bench]`)", ""]
     return "\n".join(out)
 

@@ -178,10 +178,10 @@ def plot_against_posts(runs: Sequence[dict], out_path: Path) -> str | None:
             xs, ys = series(runs, None, key)
             ax.plot(xs, ys, marker="o", label="all")
         else:
-            for stage in STAGES:
+            for n, stage in enumerate(STAGES):
                 xs, ys = series(runs, stage, key)
-                if ys:
-                    ax.plot(xs, ys, marker="o", label=stage)
+                if ys:  # a colour per stage, the same in every panel
+                    ax.plot(xs, ys, marker="o", label=stage, color=f"C{n}")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("posts in MariaDB")
