@@ -99,6 +99,7 @@ clean:
 	rm -rf .dev test-artifacts
 
 # Benchmarks (not part of `make test`): make bench [SCALE=small|medium|large] [ONLY=1,2,3,4,5] [REPEATS=3] [QUICK=1]
+# Scaling, stage by stage at one seed (docs/scaling.md): make bench SCALE=small ONLY=7
 BENCH_SCALE = $(if $(filter file,$(origin SCALE)),medium,$(SCALE))
 bench: setup
 	@$(PY) -c "import matplotlib" 2>/dev/null && test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[bench]'

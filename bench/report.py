@@ -6,6 +6,7 @@ with a note in the summary, when it is missing.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -43,6 +44,22 @@ HEADLINES = [
     ("replay", "cold_s", "5. replay, cold Redis", None, None, "s"),
     ("replay", "warm_s", "5. replay, warm Redis", None, None, "s"),
     ("replay", "cold_over_warm", "5. replay cold / warm", 10, ">=", "×"),
+    ("scaling", "cdc_events_per_s", "7. cdc snapshot events/s", 5000, ">=", "events/s"),
+    ("scaling", "viability_events_per_s", "7. viability events/s (catching up with the snapshot)", 5000, ">=",
+     "events/s"),
+    ("scaling", "indexer_points_per_s", "7. indexer points/s into the edge store", 5000, ">=", "points/s"),
+    ("scaling", "engine_upsert_points_per_s", "7. engine's own bulk upsert, same points", None, None, "points/s"),
+    ("scaling", "indexer_over_engine", "7. indexer / engine bulk upsert", 0.8, ">=", "×"),
+    ("scaling", "indexer_over_engine_per_cpu_s", "7. indexer / engine, points per CPU second", 0.8, ">=", "×"),
+    ("scaling", "api_warm_rps", "7. search API warm throughput", None, None, "req/s"),
+    ("scaling", "engine_search_rps", "7. engine in-process search throughput", None, None, "req/s"),
+    ("scaling", "search_api_over_engine", "7. search API / engine", 0.6, ">=", "×"),
+    ("scaling", "search_api_over_engine_per_cpu_s", "7. search API / engine, requests per CPU second", 0.6, ">=",
+     "×"),
+    ("scaling", "query_startup_s", "7. query process start-up on the shard", None, None, "s"),
+    ("scaling", "summarizer_drain_s", "7. summarizer queue drain", None, None, "s"),
+    ("scaling", "model_texts_per_s", "7. model rate (this run)", None, None, "texts/s"),
+    ("scaling", "model_s_at_this_scale", "7. model time at this scale (texts ÷ rate)", None, None, "s"),
 ]
 
 
@@ -95,7 +112,7 @@ def render_markdown(results: dict, images: list[str]) -> str:
     out = [f"# Benchmark {results.get('name', '')}", "",
            f"scale **{meta.get('scale')}**, repeats **{meta.get('repeats')}**, quick={meta.get('quick')}, "
            f"started {meta.get('started')}, {meta.get('cpus')} CPUs, wall time {fmt(meta.get('wall_s'), 's')}",
-           "", "Medians over repeats; ratios are taken within one run.", ""]
+           "", *_load_line(meta), "Medians over repeats; ratios are taken within one run.", ""]
     if meta.get("invocations"):
         out += ["Assembled from these invocations:", ""] + [f"- {line}" for line in meta["invocations"]] + [""]
     out += [markdown_table(results), ""]
@@ -106,6 +123,8 @@ def render_markdown(results: dict, images: list[str]) -> str:
         out += [f"## {bench}", ""]
         if data.get("method"):
             out += [data["method"], ""]
+        if data.get("table"):
+            out += [data["table"], ""]
         if data.get("notes"):
             out += [f"- {note}" for note in data["notes"]] + [""]
         if data.get("profile_top"):
@@ -119,9 +138,17 @@ def render_markdown(results: dict, images: list[str]) -> str:
                 "```", "</details>", ""]
     if images:
         out += ["## Plots", ""] + [f"![{Path(i).stem}]({Path(i).name})" for i in images] + [""]
-    else:
+    elif importlib.util.find_spec("matplotlib") is None:
         out += ["(plots skipped: matplotlib is not installed; `pip install -e .[bench]`)", ""]
     return "\n".join(out)
+
+
+def _load_line(meta: dict) -> list[str]:
+    if "load_average_start" not in meta:
+        return []
+    loads = [f"{name} {', '.join(f'{x:.2f}' for x in meta[key])}" for name, key in
+             (("start", "load_average_start"), ("end", "load_average_end")) if meta.get(key)]
+    return [f"Load average (1, 5, 15 min) at {'; '.join(loads)}.", ""]
 
 
 def plot(results: dict, out_dir: Path, stem: str) -> list[str]:
@@ -134,6 +161,14 @@ def plot(results: dict, out_dir: Path, stem: str) -> list[str]:
         return []
     images = []
     benches = results.get("benchmarks", {})
+    if "scaling" in benches:
+        from bench.scaling_report import latest_per_scale, plot_against_posts
+
+        # one plot per day, whichever scale ran last (python -m bench.scaling_report redraws it)
+        image = plot_against_posts(latest_per_scale(out_dir, results),
+                                   out_dir / f"{stem.split('-scaling-')[0]}-scaling-against-posts.png")
+        if image:
+            images.append(image)
     overhead = benches.get("overhead", {}).get("summary", {})
     stages = [(k.removesuffix("_events_per_s"), v) for k, v in overhead.items()
               if k.endswith("_events_per_s") and isinstance(v, (int, float)) and not math.isnan(v)]
@@ -205,6 +240,11 @@ def _save(fig, path: Path) -> str:
 def write_report(results: dict, out_dir: Path, stem: str, *, plots: bool = True) -> dict[str, str]:
     """Write <stem>.json, <stem>.md and <stem>-*.png into out_dir; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    scaling = results.get("benchmarks", {}).get("scaling")
+    if scaling and "error" not in scaling:  # this run's stages next to the other scales' latest
+        from bench.scaling_report import latest_per_scale, scaling_table
+
+        scaling["table"] = scaling_table(latest_per_scale(out_dir, results))
     json_path = out_dir / f"{stem}.json"
     json_path.write_text(json.dumps(results, indent=1, default=str, allow_nan=True))
     images = plot(results, out_dir, stem) if plots else []

@@ -3,7 +3,9 @@
     python -m bench.run [--scale small|medium|large] [--only 1,2,...] [--repeats N] [--quick] [--name NAME]
 
 Benchmarks: 1 model floor vs pipeline, 2 non-model overhead per process, 3 freshness under load,
-4 search API, 5 replay cold vs warm; 6 (peak RSS per process) is sampled during all of them.
+4 search API, 5 replay cold vs warm; 6 (peak RSS per process) is sampled during all of them;
+7 scaling: the pipeline end to end, stage by stage, with the indexer and search next to their engine
+(`--only 7` alone writes <date>-scaling-<scale>; see docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from pathlib import Path
 from bench.benchmarks import Options, freshness, model_vs_pipeline, overhead, replay, search
 from bench.harness import Bench, log
 from bench.report import markdown_table, write_report
+from bench.scaling import scaling
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # Order matters: replay leaves a settled pipeline (and a filled cache) that 1 and 3 reuse.
 ORDER = [("5", "replay", replay), ("1", "model_vs_pipeline", model_vs_pipeline), ("3", "freshness", freshness),
-         ("2", "overhead", overhead), ("4", "search", search)]
+         ("2", "overhead", overhead), ("4", "search", search), ("7", "scaling", scaling)]
 
 
 def options(args: argparse.Namespace) -> Options:
@@ -44,7 +47,7 @@ def options(args: argparse.Namespace) -> Options:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=["small", "medium", "large"], default=os.environ.get("SCALE", "medium"))
+    parser.add_argument("--scale", choices=["tiny", "small", "medium", "large"], default=os.environ.get("SCALE", "medium"))
     parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated benchmark numbers (6 is always on)")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per benchmark (default 3, quick 1)")
     parser.add_argument("--quick", action="store_true", help="1 repeat, fewer posts, shorter loads")
@@ -57,12 +60,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     opts = options(args)
     wanted = {part.strip() for part in args.only.split(",") if part.strip()}
-    name = args.name or (args.scale + ("-quick" if args.quick else ""))
+    name = args.name or default_name(args.scale, args.quick, wanted)
     started = datetime.now(timezone.utc)
     stem = f"{started:%Y-%m-%d}-{name}"
     results = {"name": stem, "meta": {"scale": args.scale, "repeats": opts.repeats, "quick": opts.quick,
                                       "replay_repeats": opts.replay_repeats, "started": started.isoformat(),
-                                      "cpus": os.cpu_count(), "options": vars(opts)},
+                                      "cpus": os.cpu_count(), "options": vars(opts),
+                                      # the machine is shared: its load says how far to trust absolute figures
+                                      "load_average_start": os.getloadavg()},
                "benchmarks": {}}
     wall = time.monotonic()
     signal.signal(signal.SIGTERM, _interrupt)  # so `kill` still stops the private stack
@@ -87,9 +92,18 @@ def main(argv: list[str] | None = None) -> None:
         bench.stop()
         results["peak_rss_mb"] = {name: dict(per) for name, per in bench.sampler.peaks.items()}
         results["meta"]["wall_s"] = time.monotonic() - wall
+        results["meta"]["load_average_end"] = os.getloadavg()
         paths = write_report(results, RESULTS_DIR, stem)
         print("\n" + markdown_table(results) + "\n")
         log(f"wrote {', '.join(paths.values())}")
+
+
+def default_name(scale: str, quick: bool, wanted: set[str]) -> str:
+    """Result file name part: the scaling benchmark alone is "scaling-<scale>", so the results of
+    several scales sit side by side for the plots against posts."""
+    if wanted == {"7"}:
+        return f"scaling-{scale}"
+    return scale + ("-quick" if quick else "")
 
 
 def _interrupt(*_: object) -> None:
