@@ -41,8 +41,8 @@ def scaling(bench: Bench, opts: Options) -> dict:
     bench.stop_live()
     prefix = f"sc{uuid.uuid4().hex[:6]}"
     shard_root = bench.root / "runs" / f"{prefix}-qdrant"
-    stack = bench.stack(prefix, QDRANT_EDGE_PATH=str(shard_root), QUERY_RUN_INDEXER="false",
-                        SUMMARIZER_DEBOUNCE_S="1")
+    stack = bench.stack(prefix, QDRANT_EDGE_PATH=str(shard_root), SUMMARIZER_DEBOUNCE_S="1")
+    stack.config.api_only = True  # the indexer runs as its own stage; the API only opens the shard
     db = DATABASE
     sources = [f"{prefix}.{db}.accounts", f"{prefix}.{db}.posts"]
     viable_topic, embedded_topic = f"{prefix}.pipeline.posts.viable", f"{prefix}.pipeline.posts.embedded"
