@@ -11,7 +11,7 @@ import redis
 
 from services.classifier.feedback import FeedbackLearner, TopicPublisher
 from services.indexer.core import post_point_id
-from services.indexer.main import indexer_loop
+from services.indexer.service import indexer_loop
 from shared.config import KafkaSettings
 from shared.embedding import load_text_embedder
 from shared.events import AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition, account_key, encode

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from services.indexer.main import EMBEDDING_DIM
+from shared.events import EMBEDDING_DIM
 from shared.vectorstore.base import INDEXED_FIELDS, SPARSE_VECTOR_NAME, PointRecord, point_id
 from shared.vectorstore.qdrant_server import CollectionPlan, ServerVectorStore, WaitingForPeers
 
