@@ -27,7 +27,7 @@ from services.query.models.accounts import (
     AccountVertical,
 )
 from services.query.models.posts import PostHit
-from services.query.posts import FACET_LIMIT, to_hits, vertical_condition
+from services.query.posts import DEFAULT_LABEL_FLOOR, FACET_LIMIT, to_hits, vertical_condition
 from services.query.timing import StageClock
 from shared.account_vectors import fused_queries
 from shared.taxonomy import TaxonomyCatalog, split_label_key
@@ -72,10 +72,12 @@ def group_by_account(hits: list[PostHit]) -> list[AccountHit]:
 
 
 class AccountSearch:
-    def __init__(self, encoder: QueryEncoder, catalog: TaxonomyCatalog, candidates: int) -> None:
+    def __init__(self, encoder: QueryEncoder, catalog: TaxonomyCatalog, candidates: int,
+                 label_floor: float = DEFAULT_LABEL_FLOOR) -> None:
         self.encoder = encoder
         self.catalog = catalog
         self.candidates = candidates  # post hits grouped into accounts when there are no summaries
+        self.label_floor = label_floor  # posts shown here show their labels as post search does
 
     def search(self, body: AccountSearchRequest, posts: TenantIndex, accounts: TenantIndex | None,
                clock: StageClock) -> AccountSearchResponse:
@@ -93,7 +95,7 @@ class AccountSearch:
         with clock.stage("search"):
             points = posts.hybrid(query.dense, query.sparse, self.candidates, flt, 0, self.candidates)
         with clock.stage("fetch"):
-            ranked = group_by_account(to_hits(points, self.catalog))[: body.limit]
+            ranked = group_by_account(to_hits(points, self.catalog, self.label_floor))[: body.limit]
         return AccountSearchResponse(source="post_hits", results=ranked, timings=clock.timings())
 
     def detail(self, account_id: int, posts: TenantIndex, accounts: TenantIndex | None,
@@ -110,7 +112,7 @@ class AccountSearch:
         return AccountDetail(
             account=account, summary=(summary_point.payload.get("summary") if summary_point else None),
             post_count=post_count, verticals=self._verticals(labels, post_count),
-            top_posts=to_hits(top, self.catalog), timings=clock.timings(),
+            top_posts=to_hits(top, self.catalog, self.label_floor), timings=clock.timings(),
         )
 
     def _verticals(self, labels: list, post_count: int) -> list[AccountVertical]:

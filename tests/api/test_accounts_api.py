@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient
 
 from services.query.app import QuerySettings, create_app
+from services.query.posts import DEFAULT_LABEL_FLOOR
 from services.summarizer.refresh import AccountRefresher
 from shared.account_vectors import CENTROID_VECTOR, THEMES_VECTOR, AccountVectors, fused_score
 from shared.auth import Scope
@@ -67,6 +68,22 @@ def test_account_detail_has_fields_verticals_and_top_posts(client, internal, cor
     assert {(v["taxonomy"], v["vertical"]): v["posts"] for v in body["verticals"]} == expected
     top = next(v for v in body["verticals"] if v["vertical"] == account.vertical)
     assert top["share"] == 1.0
+
+
+def test_account_results_and_pages_hide_labels_under_the_floor(client, internal, corpus):
+    """Every odd post carries a second label at 0.3: the posts an account search shows (post hits) and
+    an account page's top posts show labels as post search does, none under the floor."""
+    shown = []
+    for query in ("vegan dinner recipes", "travel vlog hidden beaches itinerary", "stand-up comedy night"):
+        body = client.post("/v1/search/accounts", json={"query": query, "limit": 20}, headers=internal).json()
+        assert body["source"] == "post_hits"
+        shown += [hit for result in body["results"] for hit in result["top_posts"]]
+    for account_id in sorted(corpus.accounts)[:6]:
+        shown += client.get(f"/v1/accounts/{account_id}", headers=internal).json()["top_posts"]
+    assert any(hit["post_id"] % 2 for hit in shown)  # posts that carry a label under the floor are shown
+    for hit in shown:
+        assert all(v["confidence"] >= DEFAULT_LABEL_FLOOR for v in hit["post"]["verticals"]), hit
+        assert hit["post"]["verticals"], hit  # the true label is above the floor and still shown
 
 
 def test_unknown_account_is_a_json_404(client, internal):
