@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient
@@ -142,15 +143,17 @@ def test_account_search_uses_summaries_when_they_exist(summarized, corpus):
 
 
 def test_account_search_scores_are_the_fused_account_vectors(summarized, corpus, embedder):
-    """The score is centroid and best-theme cosines plus the term part, weighted (shared.account_vectors)."""
+    """The score is centroid, best-theme and summary cosines (plus a term part when it weighs anything),
+    weighted (shared.account_vectors)."""
     client, headers, chosen, store = summarized
     query = "quick weeknight dinner recipes"
     body = client.post("/v1/search/accounts", json={"query": query}, headers=headers).json()
     dense = embedder.embed([query])[0]
     for result in body["results"]:
         account_id = result["account"]["account_id"]
-        vectors = account_vectors_of(store, account_id)
-        without_terms = fused_score(dense, vectors)
+        vectors, summary = account_vectors_of(store, account_id)
+        cosine = float(np.dot(summary, dense) / np.linalg.norm(summary) / np.linalg.norm(dense))
+        without_terms = fused_score(dense, vectors, summary_cosine=cosine)
         assert result["score"] == pytest.approx(without_terms, abs=1e-4) or result["score"] > without_terms
 
 
@@ -172,8 +175,8 @@ def test_account_search_keeps_its_filters_on_summaries(summarized, corpus):
     assert [r["account"]["account_id"] for r in body["results"]] == [chosen[1]]
 
 
-def account_vectors_of(store: ServerVectorStore, account_id: int) -> AccountVectors:
-    """The stored centroid and themes of an account, read back through qdrant-client."""
+def account_vectors_of(store: ServerVectorStore, account_id: int) -> tuple[AccountVectors, np.ndarray]:
+    """The stored centroid, themes and summary vector of an account, read back through qdrant-client."""
     record = store._client.retrieve("accounts", [point_id("account", account_id)], with_vectors=True)[0]
-    return AccountVectors(centroid=record.vector[CENTROID_VECTOR], themes=record.vector[THEMES_VECTOR],
-                          terms=SparseVector())
+    return (AccountVectors(centroid=record.vector[CENTROID_VECTOR], themes=record.vector[THEMES_VECTOR],
+                           terms=SparseVector()), np.asarray(record.vector[""], dtype=np.float32))
