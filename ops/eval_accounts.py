@@ -66,6 +66,7 @@ METHODS = ("summary", "post_hits", "mean_of_posts", "fused")
 REFERENCE = "mean_of_posts"
 SPLIT_SEED = 15
 HALVES = ("tuning", "test")
+BOOTSTRAP_ROUNDS = 2000
 # The fused weights tried on the tuning half: centroid + themes = 1 (their scale is the cosine's), the
 # term part's weight, and the summary text's vector with a small weight or not at all.
 GRID = tuple(FusionWeights(centroid=c, themes=round(1 - c, 2), terms=t, summary=s)
@@ -133,6 +134,21 @@ def score(results: Sequence[tuple[EvalAccount, list[int]]], generalist_of: dict[
     return MethodScore(mrr_at_10=mean(rr), hit_at_1=mean(hit1), recall_at_10=mean(found),
                        specialist_mrr_at_10=mean(by_breadth["specialist"]),
                        generalist_mrr_at_10=mean(by_breadth["generalist"]), specialist_wins=mean(wins))
+
+
+def reciprocal_ranks(results: Sequence[tuple[EvalAccount, list[int]]]) -> np.ndarray:
+    return np.asarray([1 / r if (r := rank_of(ranked[:CUTOFF], target.account_id)) else 0.0 for target, ranked in results])
+
+
+def difference_interval(method: np.ndarray, reference: np.ndarray, rounds: int = BOOTSTRAP_ROUNDS,
+                        seed: int = SPLIT_SEED) -> dict[str, float]:
+    """Mean per-query difference (method - reference) and its 95% paired bootstrap interval: the same
+    resampled queries for both, so a gain the interval keeps above 0 is not the luck of the draw."""
+    difference = np.asarray(method, dtype=float) - np.asarray(reference, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = difference[rng.integers(0, len(difference), size=(rounds, len(difference)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"difference": round(float(difference.mean()), 4), "low": round(float(low), 4), "high": round(float(high), 4)}
 
 
 def specialist_wins(ranked: Sequence[int], target: EvalAccount, generalist_of: dict[str, int]) -> bool:
@@ -321,7 +337,11 @@ def run_methods(ranking: dict[str, Ranking], targets: Sequence[EvalAccount],
     scores = {name: score(results[name], generalist_of).model_dump() for name in METHODS}
     versus = {name: specialist_losses(results[REFERENCE], results[name], generalist_of) for name in METHODS
               if name != REFERENCE}
-    return {"queries": len(targets), "methods": scores, f"specialist_losses_vs_{REFERENCE}": versus}
+    reference = reciprocal_ranks(results[REFERENCE])
+    gains = {name: difference_interval(reciprocal_ranks(results[name]), reference) for name in METHODS
+             if name != REFERENCE}
+    return {"queries": len(targets), "methods": scores, f"specialist_losses_vs_{REFERENCE}": versus,
+            f"mrr_at_10_vs_{REFERENCE}": gains}
 
 
 QUERY_SETS = {"titles": "the titles of held-out posts (which account posted this?)",
@@ -354,9 +374,11 @@ def render_table(report: dict) -> list[str]:
                      f"{m['specialist_mrr_at_10']:.3f} | {m['generalist_mrr_at_10']:.3f} | {m['specialist_wins']:.3f} |")
     lines.append("")
     for name, losses in report[f"specialist_losses_vs_{REFERENCE}"].items():
-        lines.append(f"- {name}: a specialist the reference ranks above its generalist is not, for "
-                     f"{losses['queries']} queries; {losses['accounts']} of {losses['specialist_accounts']} "
-                     f"specialists win less often than with the reference.")
+        gain = report[f"mrr_at_10_vs_{REFERENCE}"][name]
+        lines.append(f"- {name}: MRR@10 {gain['difference']:+.3f} against the reference (95% paired bootstrap "
+                     f"interval {gain['low']:+.3f} to {gain['high']:+.3f}); a specialist the reference ranks above "
+                     f"its generalist is not, for {losses['queries']} queries; {losses['accounts']} of "
+                     f"{losses['specialist_accounts']} specialists win less often than with the reference.")
     return lines
 
 

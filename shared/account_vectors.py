@@ -3,7 +3,8 @@
 Measured on eval/data/wordnet_accounts.jsonl (`make eval-accounts`, docs/account-search.md): the
 plain mean of an account's post vectors beats the summary text, but it blurs a generalist's topics
 into one point, and one-vector-per-theme alone lets a generalist's single theme tie with a
-specialist. So each account point carries three views, fused by a weighted sum of their scores:
+specialist. So each account point carries three views, fused by a weighted sum of their scores
+(FUSION, chosen on the eval's tuning half; a view weighted 0 is left out of the query):
 
 - ``centroid``: the normalised mean of its post vectors (what the account is about overall);
 - ``themes``: a multivector, one normalised centre per theme of its posts, compared by MaxSim
@@ -11,7 +12,9 @@ specialist. So each account point carries three views, fused by a weighted sum o
 - ``terms``: a sparse vector, per word the share of its posts using it, with the collection's IDF
   (how many of its posts use the query's words: names and jargon the dense model blurs).
 
-The unnamed dense vector (the summary's text) and the ``text`` sparse vector stay as they were.
+The unnamed dense vector (the summary's text) and the ``text`` sparse vector stay as they were; the
+summary's dense vector is a fourth part of the fused score, with a small weight (it names the
+account's keywords, which helps topic queries).
 """
 
 from __future__ import annotations

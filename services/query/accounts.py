@@ -3,9 +3,10 @@
 Account summaries come from the summarizer into an ``accounts`` collection (one point per account:
 the summary's vectors, the account's centroid, theme and term vectors of shared.account_vectors,
 payload account_id, platform, handle, display_name, followers, summary, verticals). Accounts are
-ranked by the weighted sum of the centroid, best-theme and term scores (docs/account-search.md has
-the measurements). Until summaries exist, account search is honest about what it does instead: it
-ranks accounts by their best matching posts (source "post_hits").
+ranked by the weighted sum of the centroid, best-theme and summary scores (shared.account_vectors.FUSION,
+chosen on a tuning half; docs/account-search.md has the measurements). Until summaries exist, account
+search is honest about what it does instead: it ranks accounts by their best matching posts (source
+"post_hits").
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from shared.account_vectors import fused_queries
 from shared.taxonomy import TaxonomyCatalog, split_label_key
 from shared.vectorstore import ScoredPoint, SearchFilter
 
-# Candidates of each of the account views (centroid, themes, terms) before their scores are added up:
+# Candidates of each of the account views (centroid, themes, summary) before their scores are added up:
 # an account outside one view's top ACCOUNT_DEPTH counts 0 there.
 ACCOUNT_DEPTH = 200
 POSTS_PER_ACCOUNT = 3  # best posts shown per account, and the posts an account's score adds up

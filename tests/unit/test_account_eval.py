@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ops.account_data import build_accounts, descendants, parse_data_noun
-from ops.eval_accounts import EvalAccount, GridPoint, pick, score, specialist_losses, split_accounts
+from ops.eval_accounts import EvalAccount, GridPoint, difference_interval, pick, reciprocal_ranks, score, specialist_losses, split_accounts
 from shared.account_vectors import FusionWeights
 
 # wndb(5WN) lines: offset, lex file, type, word count (hex), words + lex ids, pointer count, pointers | gloss
@@ -98,3 +99,17 @@ def test_the_pick_is_the_best_tuning_mrr_among_points_without_specialist_losses(
     points = [_point(0.9, 2, 0.4), _point(0.7, 0, 0.5), _point(0.8, 0, 0.6), _point(0.8, 0, 0.7)]
     assert pick(points).weights.centroid == 0.6  # 0.9 loses specialists; the first of the tied 0.8s
     assert pick([_point(0.9, 2, 0.4), _point(0.95, 1, 0.5)]).weights.centroid == 0.5  # none clean: fewest losses
+
+
+def test_the_difference_interval_is_paired_and_excludes_zero_only_for_a_steady_gain():
+    reference = np.linspace(0.1, 1.0, 50)
+    assert difference_interval(reference, reference) == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    steady = difference_interval(reference + 0.1, reference)
+    assert steady["difference"] == pytest.approx(0.1) and steady["low"] == pytest.approx(0.1)
+    noisy = difference_interval(reference + np.where(np.arange(50) % 2, 0.3, -0.28), reference)
+    assert noisy["low"] < 0 < noisy["high"]
+
+
+def test_reciprocal_ranks_stop_at_the_cutoff():
+    spec = EvalAccount(1, "s", "specialist", "a")
+    assert reciprocal_ranks([(spec, [1]), (spec, [2, 1]), (spec, list(range(2, 12)) + [1])]).tolist() == [1.0, 0.5, 0.0]
