@@ -205,7 +205,10 @@ def post_events(accounts: Sequence[EvalAccount], posts: Sequence[EvalPost], vect
         account = names[post.account_id]
         record = PostRecord(id=post.post_id, account_id=post.account_id, platform="blog", title=post.title,
                             description=post.description, published_at=START_MS + post.post_id * DAY_MS)
-        fields = AccountFields(handle=f"acct{account.account_id}", display_name=account.name,
+        # A neutral name: the set's account names spell out their topic, and the summary text (whose
+        # vector the summary method and a fused part search) starts with the name, so the name would
+        # hand topic-name queries their answer.
+        fields = AccountFields(handle=f"acct{account.account_id}", display_name=f"Account {account.account_id}",
                                followers=1000 * account.account_id)
         upsert = PostUpsert(post=record, account=fields, position=SourcePosition(ts_ms=START_MS, pos=n + 1))
         events.append(EmbeddedPostUpsert.build(upsert, model_id, vector))

@@ -76,11 +76,13 @@ def test_a_query_without_known_words_has_no_term_part():
 
 
 def test_the_query_api_runs_the_weights_chosen_on_the_tuning_half():
-    """FUSION is what `make eval-accounts` chose (docs/account-search.md): centroid and best theme, and
-    the summary text's vector; the term part weighs 0 and is left out of the query."""
-    parts = fused_queries([1.0, 0.0], SparseVector(indices=[4], values=[1.0]))
+    """FUSION is what `make eval-accounts` chose (docs/account-search.md): centroid, best theme, terms
+    and the summary text's vector."""
+    sparse = SparseVector(indices=[4], values=[1.0])
+    parts = fused_queries([1.0, 0.0], sparse)
     assert [(p.using, p.weight) for p in parts] == [(CENTROID_VECTOR, FUSION.centroid), (THEMES_VECTOR, FUSION.themes),
-                                                    ("", FUSION.summary)]
+                                                    (TERMS_VECTOR, FUSION.terms), ("", FUSION.summary)]
+    assert FUSION.centroid > FUSION.themes  # what keeps a specialist above a generalist's single theme
 
 
 def test_a_specialist_outscores_a_generalist_with_one_theme_on_the_topic():
