@@ -3,9 +3,10 @@
 Account summaries come from the summarizer into an ``accounts`` collection (one point per account:
 the summary's vectors, the account's centroid, theme and term vectors of shared.account_vectors,
 payload account_id, platform, handle, display_name, followers, summary, verticals). Accounts are
-ranked by the weighted sum of the centroid, best-theme and term scores (docs/account-search.md has
-the measurements). Until summaries exist, account search is honest about what it does instead: it
-ranks accounts by their best matching posts (source "post_hits").
+ranked by the weighted sum of the centroid, best-theme and summary scores (shared.account_vectors.FUSION,
+chosen on a tuning half; docs/account-search.md has the measurements). Until summaries exist, account
+search is honest about what it does instead: it ranks accounts by their best matching posts (source
+"post_hits").
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from services.query.models.accounts import (
     AccountVertical,
 )
 from services.query.models.posts import PostHit
-from services.query.posts import FACET_LIMIT, to_hits, vertical_condition
+from services.query.posts import DEFAULT_LABEL_FLOOR, FACET_LIMIT, to_hits, vertical_condition
 from services.query.timing import StageClock
 from shared.account_vectors import fused_queries
 from shared.taxonomy import TaxonomyCatalog, split_label_key
 from shared.vectorstore import ScoredPoint, SearchFilter
 
-# Candidates of each of the account views (centroid, themes, terms) before their scores are added up:
+# Candidates of each of the account views (centroid, themes, summary) before their scores are added up:
 # an account outside one view's top ACCOUNT_DEPTH counts 0 there.
 ACCOUNT_DEPTH = 200
 POSTS_PER_ACCOUNT = 3  # best posts shown per account, and the posts an account's score adds up
@@ -72,10 +73,12 @@ def group_by_account(hits: list[PostHit]) -> list[AccountHit]:
 
 
 class AccountSearch:
-    def __init__(self, encoder: QueryEncoder, catalog: TaxonomyCatalog, candidates: int) -> None:
+    def __init__(self, encoder: QueryEncoder, catalog: TaxonomyCatalog, candidates: int,
+                 label_floor: float = DEFAULT_LABEL_FLOOR) -> None:
         self.encoder = encoder
         self.catalog = catalog
         self.candidates = candidates  # post hits grouped into accounts when there are no summaries
+        self.label_floor = label_floor  # posts shown here show their labels as post search does
 
     def search(self, body: AccountSearchRequest, posts: TenantIndex, accounts: TenantIndex | None,
                clock: StageClock) -> AccountSearchResponse:
@@ -95,7 +98,7 @@ class AccountSearch:
         with clock.stage("search"):
             points = posts.hybrid(query.dense, query.sparse, self.candidates, flt, 0, self.candidates)
         with clock.stage("fetch"):
-            ranked = group_by_account(to_hits(points, catalog))[: body.limit]
+            ranked = group_by_account(to_hits(points, catalog, self.label_floor))[: body.limit]
         return AccountSearchResponse(source="post_hits", results=ranked, timings=clock.timings())
 
     def detail(self, account_id: int, posts: TenantIndex, accounts: TenantIndex | None,
@@ -112,7 +115,7 @@ class AccountSearch:
         return AccountDetail(
             account=account, summary=(summary_point.payload.get("summary") if summary_point else None),
             post_count=post_count, verticals=self._verticals(labels, post_count, posts.catalog or self.catalog),
-            top_posts=to_hits(top, posts.catalog or self.catalog), timings=clock.timings(),
+            top_posts=to_hits(top, posts.catalog or self.catalog, self.label_floor), timings=clock.timings(),
         )
 
     def _verticals(self, labels: list, post_count: int, catalog: TaxonomyCatalog) -> list[AccountVertical]:

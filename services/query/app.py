@@ -114,7 +114,7 @@ def build_context(settings: QuerySettings, taxonomies: TaxonomySettings,
         redis=redis_client, keys=ApiKeyStore(redis_client, cache_s=settings.query_key_cache_s),
         limiter=RateLimiter(redis_client), catalog=catalog,
         posts=PostSearch(encoder, catalog, settings.query_max_results, settings.label_confidence_floor),
-        accounts=AccountSearch(encoder, catalog, settings.account_candidates),
+        accounts=AccountSearch(encoder, catalog, settings.account_candidates, settings.label_confidence_floor),
         status=status, model_id=embedder.model_id,
     )
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient
 
 from services.query.app import QuerySettings, create_app
+from services.query.posts import DEFAULT_LABEL_FLOOR
 from services.summarizer.refresh import AccountRefresher
 from shared.account_vectors import CENTROID_VECTOR, THEMES_VECTOR, AccountVectors, fused_score
 from shared.auth import Scope
@@ -69,6 +71,22 @@ def test_account_detail_has_fields_verticals_and_top_posts(client, internal, cor
     assert top["share"] == 1.0
 
 
+def test_account_results_and_pages_hide_labels_under_the_floor(client, internal, corpus):
+    """Every odd post carries a second label at 0.3: the posts an account search shows (post hits) and
+    an account page's top posts show labels as post search does, none under the floor."""
+    shown = []
+    for query in ("vegan dinner recipes", "travel vlog hidden beaches itinerary", "stand-up comedy night"):
+        body = client.post("/v1/search/accounts", json={"query": query, "limit": 20}, headers=internal).json()
+        assert body["source"] == "post_hits"
+        shown += [hit for result in body["results"] for hit in result["top_posts"]]
+    for account_id in sorted(corpus.accounts)[:6]:
+        shown += client.get(f"/v1/accounts/{account_id}", headers=internal).json()["top_posts"]
+    assert any(hit["post_id"] % 2 for hit in shown)  # posts that carry a label under the floor are shown
+    for hit in shown:
+        assert all(v["confidence"] >= DEFAULT_LABEL_FLOOR for v in hit["post"]["verticals"]), hit
+        assert hit["post"]["verticals"], hit  # the true label is above the floor and still shown
+
+
 def test_unknown_account_is_a_json_404(client, internal):
     response = client.get("/v1/accounts/424242", headers=internal)
     assert response.status_code == 404
@@ -125,15 +143,17 @@ def test_account_search_uses_summaries_when_they_exist(summarized, corpus):
 
 
 def test_account_search_scores_are_the_fused_account_vectors(summarized, corpus, embedder):
-    """The score is centroid and best-theme cosines plus the term part, weighted (shared.account_vectors)."""
+    """The score is centroid, best-theme and summary cosines (plus a term part when it weighs anything),
+    weighted (shared.account_vectors)."""
     client, headers, chosen, store = summarized
     query = "quick weeknight dinner recipes"
     body = client.post("/v1/search/accounts", json={"query": query}, headers=headers).json()
     dense = embedder.embed([query])[0]
     for result in body["results"]:
         account_id = result["account"]["account_id"]
-        vectors = account_vectors_of(store, account_id)
-        without_terms = fused_score(dense, vectors)
+        vectors, summary = account_vectors_of(store, account_id)
+        cosine = float(np.dot(summary, dense) / np.linalg.norm(summary) / np.linalg.norm(dense))
+        without_terms = fused_score(dense, vectors, summary_cosine=cosine)
         assert result["score"] == pytest.approx(without_terms, abs=1e-4) or result["score"] > without_terms
 
 
@@ -155,8 +175,8 @@ def test_account_search_keeps_its_filters_on_summaries(summarized, corpus):
     assert [r["account"]["account_id"] for r in body["results"]] == [chosen[1]]
 
 
-def account_vectors_of(store: ServerVectorStore, account_id: int) -> AccountVectors:
-    """The stored centroid and themes of an account, read back through qdrant-client."""
+def account_vectors_of(store: ServerVectorStore, account_id: int) -> tuple[AccountVectors, np.ndarray]:
+    """The stored centroid, themes and summary vector of an account, read back through qdrant-client."""
     record = store._client.retrieve("accounts", [point_id("account", account_id)], with_vectors=True)[0]
-    return AccountVectors(centroid=record.vector[CENTROID_VECTOR], themes=record.vector[THEMES_VECTOR],
-                          terms=SparseVector())
+    return (AccountVectors(centroid=record.vector[CENTROID_VECTOR], themes=record.vector[THEMES_VECTOR],
+                           terms=SparseVector()), np.asarray(record.vector[""], dtype=np.float32))

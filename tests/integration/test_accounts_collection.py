@@ -28,6 +28,7 @@ from shared.account_vectors import (
     THEMES,
     THEMES_VECTOR,
     AccountVectors,
+    FusionWeights,
     centroid,
     fused_queries,
     fused_score,
@@ -132,7 +133,9 @@ def test_fused_scores_are_the_weighted_sum_the_core_defines(store, summarized, e
     for account_id, score in ranked:
         vectors = summarized[account_id]
         themes = _themes_of(store, account_id)
-        expected = fused_score(query, AccountVectors(centroid=centroid(vectors).tolist(), themes=themes, terms=None))
+        summary = _summary_vector_of(store, account_id)
+        expected = fused_score(query, AccountVectors(centroid=centroid(vectors).tolist(), themes=themes, terms=None),
+                               summary_cosine=float(summary @ query / np.linalg.norm(summary) / np.linalg.norm(query)))
         assert score == pytest.approx(expected, abs=1e-4)
         assert 1 <= len(themes) <= THEMES
 
@@ -140,8 +143,9 @@ def test_fused_scores_are_the_weighted_sum_the_core_defines(store, summarized, e
 def test_the_term_part_adds_to_accounts_using_the_query_words(store, summarized, embedder):
     words = "caraway"  # only in account 1's and 3's rye bread post
     query = embedder.embed([words])[0]
-    dense_only = dict(_ranked(store, fused_queries(query, None)))
-    with_terms = dict(_ranked(store, fused_queries(query, SparseEncoder().query(words))))
+    weights = FusionWeights(centroid=0.6, themes=0.4, terms=0.2)  # the part is measured at weight 0 now, kept
+    dense_only = dict(_ranked(store, fused_queries(query, None, weights)))
+    with_terms = dict(_ranked(store, fused_queries(query, SparseEncoder().query(words), weights)))
     assert with_terms[1] > dense_only[1] and with_terms[3] > dense_only[3]
     assert with_terms[2] == pytest.approx(dense_only[2], abs=1e-6)
     assert with_terms[1] - dense_only[1] > with_terms[3] - dense_only[3]  # 1 of 6 posts beats 1 of 10
@@ -181,6 +185,11 @@ def test_an_edge_shard_on_disk_is_opened_only_with_its_own_vectors(tmp_path):
     with pytest.raises(LayoutMismatch):  # and it is not opened as a plain collection either
         fourth.ensure_collection(ACCOUNTS, DIM)
     fourth.close()
+
+
+def _summary_vector_of(store: VectorStore, account_id: int) -> np.ndarray:
+    pid = point_id("account", account_id)
+    return np.asarray(store.dense_vectors(ACCOUNTS, [pid])[pid], dtype=np.float32)
 
 
 def _themes_of(store: VectorStore, account_id: int) -> list[list[float]]:

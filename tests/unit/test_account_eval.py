@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ops.account_data import build_accounts, descendants, parse_data_noun
-from ops.eval_accounts import EvalAccount, score, specialist_losses
+from ops.eval_accounts import EvalAccount, GridPoint, difference_interval, pick, reciprocal_ranks, score, specialist_losses, split_accounts
+from shared.account_vectors import FusionWeights
 
 # wndb(5WN) lines: offset, lex file, type, word count (hex), words + lex ids, pointer count, pointers | gloss
 DATA_NOUN = [
@@ -76,3 +78,38 @@ def test_specialist_losses_count_where_the_reference_won_and_the_method_did_not(
     reference = [(spec, [1, 2]), (spec, [2, 1]), (spec, [1, 2])]
     method = [(spec, [2, 1]), (spec, [1, 2]), (spec, [2, 1])]
     assert specialist_losses(reference, method, {"a": 2}) == {"queries": 2, "accounts": 1, "specialist_accounts": 1}
+
+
+def test_the_split_halves_specialists_and_generalists_and_is_seeded():
+    accounts = [EvalAccount(i, f"a{i}", "generalist" if i % 4 == 0 else "specialist", f"area{i // 4}")
+                for i in range(1, 49)]
+    tuning = split_accounts(accounts, seed=15)
+    specialists = {a.account_id for a in accounts if a.breadth == "specialist"}
+    assert len(tuning & specialists) == 18 and len(tuning - specialists) == 6
+    assert split_accounts(accounts, seed=15) == tuning
+    assert split_accounts(accounts, seed=16) != tuning
+
+
+def _point(mrr: float, losses: int, centroid: float = 0.5) -> GridPoint:
+    return GridPoint(weights=FusionWeights(centroid=centroid, themes=1 - centroid, terms=0.0),
+                     mrr_at_10={"titles": mrr, "topics": mrr}, specialist_losses=losses)
+
+
+def test_the_pick_is_the_best_tuning_mrr_among_points_without_specialist_losses():
+    points = [_point(0.9, 2, 0.4), _point(0.7, 0, 0.5), _point(0.8, 0, 0.6), _point(0.8, 0, 0.7)]
+    assert pick(points).weights.centroid == 0.6  # 0.9 loses specialists; the first of the tied 0.8s
+    assert pick([_point(0.9, 2, 0.4), _point(0.95, 1, 0.5)]).weights.centroid == 0.5  # none clean: fewest losses
+
+
+def test_the_difference_interval_is_paired_and_excludes_zero_only_for_a_steady_gain():
+    reference = np.linspace(0.1, 1.0, 50)
+    assert difference_interval(reference, reference) == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    steady = difference_interval(reference + 0.1, reference)
+    assert steady["difference"] == pytest.approx(0.1) and steady["low"] == pytest.approx(0.1)
+    noisy = difference_interval(reference + np.where(np.arange(50) % 2, 0.3, -0.28), reference)
+    assert noisy["low"] < 0 < noisy["high"]
+
+
+def test_reciprocal_ranks_stop_at_the_cutoff():
+    spec = EvalAccount(1, "s", "specialist", "a")
+    assert reciprocal_ranks([(spec, [1]), (spec, [2, 1]), (spec, list(range(2, 12)) + [1])]).tolist() == [1.0, 0.5, 0.0]

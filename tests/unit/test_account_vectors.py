@@ -7,12 +7,11 @@ import pytest
 
 from shared.account_vectors import (
     CENTROID_VECTOR,
-    CENTROID_WEIGHT,
     TERMS_VECTOR,
-    TERMS_WEIGHT,
     THEMES_VECTOR,
-    THEMES_WEIGHT,
     AccountVectors,
+    FUSION,
+    FusionWeights,
     account_vectors,
     centroid,
     fused_queries,
@@ -60,17 +59,30 @@ def test_account_vectors_names_the_collection_layout():
     assert len(vectors.themes) == 2
 
 
+WITH_TERMS = FusionWeights(centroid=0.6, themes=0.4, terms=0.2)
+
+
 def test_a_fused_query_has_a_centroid_a_maxsim_theme_and_a_term_part():
     sparse = SparseVector(indices=[4], values=[1.0])
-    parts = fused_queries([0.6, 0.8], sparse)
+    parts = fused_queries([0.6, 0.8], sparse, WITH_TERMS)
     assert [(p.using, p.weight, p.multi) for p in parts] == [
-        (CENTROID_VECTOR, CENTROID_WEIGHT, False), (THEMES_VECTOR, THEMES_WEIGHT, True), (TERMS_VECTOR, TERMS_WEIGHT, False)]
+        (CENTROID_VECTOR, 0.6, False), (THEMES_VECTOR, 0.4, True), (TERMS_VECTOR, 0.2, False)]
     assert parts[2].sparse == sparse and parts[0].dense == pytest.approx([0.6, 0.8])
 
 
 def test_a_query_without_known_words_has_no_term_part():
-    assert [p.using for p in fused_queries([1.0, 0.0], SparseVector())] == [CENTROID_VECTOR, THEMES_VECTOR]
-    assert [p.using for p in fused_queries([1.0, 0.0], None)] == [CENTROID_VECTOR, THEMES_VECTOR]
+    assert [p.using for p in fused_queries([1.0, 0.0], SparseVector(), WITH_TERMS)] == [CENTROID_VECTOR, THEMES_VECTOR]
+    assert [p.using for p in fused_queries([1.0, 0.0], None, WITH_TERMS)] == [CENTROID_VECTOR, THEMES_VECTOR]
+
+
+def test_the_query_api_runs_the_weights_chosen_on_the_tuning_half():
+    """FUSION is what `make eval-accounts` chose (docs/account-search.md): centroid, best theme, terms
+    and the summary text's vector."""
+    sparse = SparseVector(indices=[4], values=[1.0])
+    parts = fused_queries([1.0, 0.0], sparse)
+    assert [(p.using, p.weight) for p in parts] == [(CENTROID_VECTOR, FUSION.centroid), (THEMES_VECTOR, FUSION.themes),
+                                                    (TERMS_VECTOR, FUSION.terms), ("", FUSION.summary)]
+    assert FUSION.centroid > FUSION.themes  # what keeps a specialist above a generalist's single theme
 
 
 def test_a_specialist_outscores_a_generalist_with_one_theme_on_the_topic():
@@ -88,5 +100,18 @@ def test_fused_score_weights_the_parts():
     account = AccountVectors(centroid=_unit(1, 0).tolist(), themes=[_unit(0, 1).tolist(), _unit(1, 1).tolist()],
                              terms=SparseVector())
     query = _unit(1, 0)
-    expected = CENTROID_WEIGHT * 1.0 + THEMES_WEIGHT * float(_unit(1, 1) @ query) + TERMS_WEIGHT * 2.0
-    assert fused_score(query * 3, account, term_score=2.0) == pytest.approx(expected)
+    expected = 0.6 * 1.0 + 0.4 * float(_unit(1, 1) @ query) + 0.2 * 2.0
+    assert fused_score(query * 3, account, term_score=2.0, weights=WITH_TERMS) == pytest.approx(expected)
+
+
+def test_weights_of_zero_leave_parts_out_and_the_summary_part_uses_the_unnamed_vector():
+    sparse = SparseVector(indices=[4], values=[1.0])
+    with_summary = fused_queries([0.6, 0.8], sparse, FusionWeights(centroid=0.5, themes=0.5, terms=0.0, summary=0.1))
+    assert [(p.using, p.weight) for p in with_summary] == [(CENTROID_VECTOR, 0.5), (THEMES_VECTOR, 0.5), ("", 0.1)]
+    assert with_summary[2].dense == pytest.approx([0.6, 0.8]) and not with_summary[2].multi
+
+
+def test_fused_score_adds_the_summary_cosine_with_its_weight():
+    account = AccountVectors(centroid=_unit(1, 0).tolist(), themes=[_unit(1, 0).tolist()], terms=SparseVector())
+    weights = FusionWeights(centroid=0.5, themes=0.25, terms=0.0, summary=0.2)
+    assert fused_score(_unit(1, 0), account, summary_cosine=0.5, weights=weights) == pytest.approx(0.5 + 0.25 + 0.1)

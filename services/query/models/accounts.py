@@ -54,7 +54,7 @@ class AccountHit(BaseModel):
 
 class AccountSearchResponse(BaseModel):
     source: AccountSource = Field(description="accounts_collection: ranked by the account vectors the summarizer "
-                                              "writes (centroid, themes, terms); post_hits: no summaries yet, "
+                                              "writes (centroid, themes, summary); post_hits: no summaries yet, "
                                               "accounts ranked by their best matching posts.")
     results: list[AccountHit]
     timings: StageTimings
