@@ -33,6 +33,9 @@ class KafkaSettings(_EnvSettings):
     kafka_fetch_buffer_kbytes: int = Field(16_384, ge=1, description="Per consumer: KB of prefetched messages held "
                                            "in memory (librdkafka queued.max.messages.kbytes); with one batch, "
                                            "what a consumer holds while its output is down.")
+    kafka_poison_attempts: int = Field(3, ge=1, description="How many times a batch that fails with a "
+                                       "deterministic error (not a dependency being down) is retried before it is "
+                                       "split to find the failing message(s), which are dead-lettered.")
 
     def source_topic(self, table: str) -> str:
         return f"{self.topic_prefix}.{self.source_database}.{table}"

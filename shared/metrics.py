@@ -7,6 +7,12 @@ from prometheus_client import Counter, Gauge, Histogram
 MESSAGES_CONSUMED = Counter("pipeline_messages_consumed_total", "Messages read", ["service", "topic"])
 MESSAGES_PRODUCED = Counter("pipeline_messages_produced_total", "Messages written", ["topic"])
 DLQ_MESSAGES = Counter("pipeline_dlq_messages_total", "Messages sent to a dead-letter topic", ["service", "topic"])
+# Of those, the ones found by splitting a batch that failed the same way every time (shared/kafka.py).
+POISON_MESSAGES = Counter("pipeline_poison_messages_total", "Messages that failed processing deterministically "
+                          "and were dead-lettered", ["service", "topic"])
+BATCH_RETRIES = Counter("pipeline_batch_retries_total", "Batches rewound to be retried, by cause "
+                        "(dependency = a dependency down or timing out; deterministic = the batch itself failed)",
+                        ["service", "cause"])
 CACHE_REQUESTS = Counter("pipeline_cache_requests_total", "Cache look-ups", ["cache", "result"])
 CACHE_ERRORS = Counter("pipeline_cache_errors_total", "Cache operations that failed (processing goes on)", ["cache"])
 STAGE_SECONDS = Histogram(
