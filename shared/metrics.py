@@ -20,6 +20,7 @@ STAGE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CDC_EVENTS = Counter("cdc_events_total", "Change events emitted", ["table", "op"])
+CDC_SIGNALS_REJECTED = Counter("cdc_signals_rejected_total", "Malformed signals dead-lettered and skipped")
 VIABILITY_DECISIONS = Counter("viability_transitions_total", "Accounts changing viability", ["to"])
 INDEX_OPERATIONS = Counter("indexer_operations_total", "Vector store operations", ["op"])
 FRESHNESS_SECONDS = Histogram(
