@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Producer
 from devstack.processes import apply_schema
 from services.cdc.capture import ChangeCapture, Checkpoint
 from shared.config import KafkaSettings, MariaDBSettings, dlq_topic
-from shared.events import incremental_snapshot_signal, parse_change_event
+from shared.events import GTID_ORDER, SourcePosition, incremental_snapshot_signal, parse_change_event
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from tests.conftest import wait_for
 
@@ -106,6 +106,10 @@ def test_snapshot_then_stream_in_debezium_format(capture):
     update = parse_change_event(orjson.dumps(records[1][1]))
     assert (update.before["title"], update.after["title"]) == ("new", "renamed")
     assert update.source.gtid and update.source.file.startswith("mariadb-bin") and update.source.pos > 0
+    # The order keys from the real binlog: GTID keys, the snapshot row before the changes streamed after it.
+    keys = [SourcePosition.of(parse_change_event(orjson.dumps(v)).source).order_key() for v in
+            [snapshot, *(v for _, v in records if v)]]
+    assert all(key[0] == GTID_ORDER for key in keys) and keys == sorted(keys) and len(set(map(tuple, keys))) == 4
     assert records[2][1]["before"]["id"] == 1 and records[2][1]["after"] is None
 
 
