@@ -109,6 +109,10 @@ class VectorStoreSettings(_EnvSettings):
     indexer_batch_size: int = Field(1024, ge=1, description="Max events the indexer writes per batch (instead of "
                                     "KAFKA_BATCH_SIZE): every write ends with a sync whose cost is per batch, "
                                     "not per point (edge: an fsync of each segment file, 28-400 ms here).")
+    indexer_deleted_version_retention_days: float = Field(
+        37, gt=0, description="How long the indexer remembers the source version of a deleted post or purged "
+        "account (in <collection>-deleted), so an older upsert arriving later is dropped; must cover the longest "
+        "an old event can come back: dead-letter retention (30 days) + derived topics' retention (7 days).")
 
 
 class ModelSettings(_EnvSettings):

@@ -251,7 +251,8 @@ class PostDelete(_Model):
     kind: Literal["post.delete"] = "post.delete"
     post_id: int
     account_id: int | None = None
-    position: SourcePosition
+    # None: unversioned (from a tombstone); the indexer applies it whatever the stored version.
+    position: SourcePosition | None = None
 
 
 class AccountPurge(_Model):
@@ -260,7 +261,9 @@ class AccountPurge(_Model):
     kind: Literal["account.purge"] = "account.purge"
     account_id: int
     reason: str
-    position: SourcePosition
+    # The change that caused the purge; None: unversioned (a tombstone, the viability sweep), applied
+    # whatever the stored versions. A versioned purge removes only points not newer than it.
+    position: SourcePosition | None = None
 
 
 class PostLabels(_Model):

@@ -2,6 +2,7 @@
 
 Reads:   <prefix>.pipeline.posts.embedded   post.embedded | post.delete | account.purge
 Writes:  the posts collection (VECTOR_STORE=server: a Qdrant server; edge: the in-process engine)
+         and <collection>-deleted (versions of deleted posts and purged accounts, same store)
          <prefix>.pipeline.posts.embedded.dlq
 Offsets are committed only after the store acknowledged the batch.
 
@@ -76,7 +77,8 @@ def indexer_loop(kafka: KafkaSettings, store: VectorStore, collection: str, stop
                  topic: str | None = None, labeller: Labeller | None = None) -> BatchLoop:
     source = topic or kafka.embedded_posts_topic
     ensure_topics(kafka, [source, dlq_topic(source)])
-    service = IndexerService(PostIndexer(store, collection, EMBEDDING_DIM, labeller))
+    retention_s = VectorStoreSettings().indexer_deleted_version_retention_days * 86_400
+    service = IndexerService(PostIndexer(store, collection, EMBEDDING_DIM, labeller, deleted_retention_s=retention_s))
     consumer = make_consumer(kafka, group or live_indexer_group(kafka))
     # Larger batches than the other services: the store's sync is paid once per batch (bench 2).
     return BatchLoop(service="indexer", settings=kafka, consumer=consumer, producer=make_producer(kafka),
