@@ -33,6 +33,9 @@ class KafkaSettings(_EnvSettings):
     kafka_fetch_buffer_kbytes: int = Field(16_384, ge=1, description="Per consumer: KB of prefetched messages held "
                                            "in memory (librdkafka queued.max.messages.kbytes); with one batch, "
                                            "what a consumer holds while its output is down.")
+    kafka_poison_attempts: int = Field(3, ge=1, description="How many times a batch that fails with a "
+                                       "deterministic error (not a dependency being down) is retried before it is "
+                                       "split to find the failing message(s), which are dead-lettered.")
 
     def source_topic(self, table: str) -> str:
         return f"{self.topic_prefix}.{self.source_database}.{table}"
@@ -131,6 +134,10 @@ class VectorStoreSettings(_EnvSettings):
     indexer_batch_size: int = Field(1024, ge=1, description="Max events the indexer writes per batch (instead of "
                                     "KAFKA_BATCH_SIZE): every write ends with a sync whose cost is per batch, "
                                     "not per point (edge: an fsync of each segment file, 28-400 ms here).")
+    indexer_deleted_version_retention_days: float = Field(
+        37, gt=0, description="How long the indexer remembers the source version of a deleted post or purged "
+        "account (in <collection>-deleted), so an older upsert arriving later is dropped; must cover the longest "
+        "an old event can come back: dead-letter retention (30 days) + derived topics' retention (7 days).")
 
 
 class QdrantPlanSettings(_EnvSettings):

@@ -153,6 +153,28 @@ class PostRecord(_Model):
 # --- Pipeline events (internal topics, keyed by account id so an account's events stay ordered) -
 
 
+# Leads every GTID order key: above any binlog file number (MariaDB stops at file .2147483647),
+# so a GTID key always sorts after a [file number, pos, row] key.
+GTID_ORDER = 2**31
+AFTER_EVERY_ROW = 2**62  # a snapshot row sorts after every row of the transactions it contains
+
+
+def gtid_sequence(gtid: str | None) -> int | None:
+    """The sequence number of a MariaDB GTID ``domain-server-sequence``, or the highest of a GTID
+    state (one per domain, comma separated); None without a (well-formed) GTID.
+
+    The pipeline assumes one replication domain writes the source tables (the usual single-primary
+    setup; a switchover keeps the domain id), so sequences of different domains are not told apart.
+    """
+    sequences = []
+    for part in filter(None, (p.strip() for p in (gtid or "").split(","))):
+        pieces = part.split("-")
+        if len(pieces) != 3 or not all(p.isdigit() for p in pieces):
+            return None
+        sequences.append(int(pieces[2]))
+    return max(sequences) if sequences else None
+
+
 class SourcePosition(_Model):
     """Where a change came from, so later stages can tell newer from older."""
 
@@ -164,13 +186,25 @@ class SourcePosition(_Model):
     snapshot: bool = False
 
     def order_key(self) -> list[int]:
-        """Binlog order on one server: (file number, position, row in event).
+        """Where this change sits in the database's history; stored on each point so an older
+        event never overwrites a newer one. The rules (docs/source-versions.md):
 
-        Snapshot rows carry the snapshot's position, so anything streamed after the snapshot
-        sorts after them. Stored on each point so an older event never overwrites a newer one.
+        - With a GTID: ``[GTID_ORDER, sequence, pos, row]``. MariaDB's GTID sequence number keeps
+          growing across a primary switchover and binlog file renumbering (the new primary goes on
+          from the sequence it replicated), unlike binlog file numbers. ``pos``/``row`` only order
+          the rows of one transaction, which never spans binlog files.
+        - A snapshot row's ``gtid`` is the GTID state the snapshot read at: it contains every
+          transaction up to that sequence, so it sorts after all of them and before the next one.
+        - Without a GTID (Debezium leaves ``source.gtid`` null on snapshot rows; points written
+          before this key): ``[file number, pos, row]``, which sorts before every GTID key.
         """
-        suffix = self.file.rsplit(".", 1)[-1]
-        return [int(suffix) if suffix.isdigit() else 0, self.pos, self.row]
+        sequence = gtid_sequence(self.gtid)
+        if sequence is None:
+            suffix = self.file.rsplit(".", 1)[-1]
+            return [int(suffix) if suffix.isdigit() else 0, self.pos, self.row]
+        if self.snapshot:
+            return [GTID_ORDER, sequence, AFTER_EVERY_ROW, AFTER_EVERY_ROW]
+        return [GTID_ORDER, sequence, self.pos, self.row]
 
     @classmethod
     def of(cls, source: DebeziumSource) -> SourcePosition:
@@ -217,9 +251,8 @@ class PostDelete(_Model):
     kind: Literal["post.delete"] = "post.delete"
     post_id: int
     account_id: int | None = None
-    # None: from a tombstone on a source topic, which has no source position ("unversioned": applied
-    # regardless of the stored version).
-    position: SourcePosition | None
+    # None: unversioned (from a tombstone); the indexer applies it whatever the stored version.
+    position: SourcePosition | None = None
 
 
 class AccountPurge(_Model):
@@ -228,7 +261,9 @@ class AccountPurge(_Model):
     kind: Literal["account.purge"] = "account.purge"
     account_id: int
     reason: str
-    position: SourcePosition | None = None  # None: unversioned (a tombstone, as PostDelete) or no source change (the sweep)
+    # The change that caused the purge; None: unversioned (a tombstone, the viability sweep), applied
+    # whatever the stored versions. A versioned purge removes only points not newer than it.
+    position: SourcePosition | None = None
 
 
 class PostLabels(_Model):

@@ -4,6 +4,12 @@ Every consuming service runs the same at-least-once loop: take a batch, let the 
 core turn it into outputs, make the outputs durable (produce + flush, or a vector store write),
 and only then commit the batch's offsets. A message the core cannot parse goes to ``<topic>.dlq``
 with its original bytes and the reason in headers; the rest of the batch goes on.
+
+A batch that fails is rewound and retried. If a dependency is down (shared/failures.py) it is
+retried with backoff for as long as that takes, and nothing is dead-lettered. If it fails for
+any other reason ``poison_attempts`` times in a row, it is split in halves, each processed and
+committed in order, until the message(s) that fail alone are found: those are dead-lettered with
+the reason and the partition goes on past them.
 """
 
 from __future__ import annotations
@@ -18,9 +24,17 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from shared.config import KafkaSettings, TopicSettings, dlq_topic
+from shared.failures import is_dependency_unavailable
 from shared.health import Heartbeat
 from shared.logging import get_logger
-from shared.metrics import DLQ_MESSAGES, LAST_BATCH_TS, MESSAGES_CONSUMED, MESSAGES_PRODUCED
+from shared.metrics import (
+    BATCH_RETRIES,
+    DLQ_MESSAGES,
+    LAST_BATCH_TS,
+    MESSAGES_CONSUMED,
+    MESSAGES_PRODUCED,
+    POISON_MESSAGES,
+)
 from shared.retry import backoff_delay
 
 T = TypeVar("T")
@@ -145,10 +159,12 @@ class DeliveryTracker:
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.first_error: KafkaError | None = None  # kept whole: its code says whether a retry can help
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.errors.append(f"{msg.topic()}: {err}")
+            self.first_error = self.first_error or err
 
 
 def produce_all(producer: Producer, messages: Sequence[OutboundMessage], *, flush_timeout_s: float = 30) -> None:
@@ -157,8 +173,10 @@ def produce_all(producer: Producer, messages: Sequence[OutboundMessage], *, flus
     for message in messages:
         _produce_one(producer, message, tracker)
     remaining = producer.flush(flush_timeout_s)
-    if remaining or tracker.errors:
-        raise KafkaException(f"{remaining} undelivered, errors: {tracker.errors[:3]}")
+    if tracker.first_error is not None:
+        raise KafkaException(tracker.first_error)
+    if remaining:
+        raise KafkaException(f"{remaining} undelivered after {flush_timeout_s} s")
     for message in messages:
         MESSAGES_PRODUCED.labels(topic=message.topic).inc()
 
@@ -211,6 +229,7 @@ class BatchLoop:
         stop: threading.Event | None = None,
         heartbeat: Heartbeat | None = None,
         batch_size: int | None = None,
+        poison_attempts: int | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -221,6 +240,8 @@ class BatchLoop:
         self.stop = stop or threading.Event()
         self.heartbeat = heartbeat or Heartbeat()
         self.batch_size = batch_size or settings.kafka_batch_size  # a sink may want larger ones (the indexer)
+        self.poison_attempts = poison_attempts or settings.kafka_poison_attempts
+        self._deterministic_failures = 0  # in a row, of the batch at the committed offsets
 
     def run(self) -> None:
         self.consumer.subscribe(self.topics)
@@ -233,7 +254,7 @@ class BatchLoop:
                     if self.run_once():  # an empty poll right after a rewind proves nothing
                         self.heartbeat.batch_succeeded(name)
                     failures = 0
-                except Exception as exc:  # a dependency is down: retry the batch, never skip it
+                except Exception as exc:  # the batch was rewound (run_once): retry it, never skip it
                     failures += 1
                     self.heartbeat.batch_failed(name)
                     delay = backoff_delay(failures)
@@ -252,11 +273,57 @@ class BatchLoop:
             return 0
         try:
             self._process(messages)
-        except Exception:
-            self._rewind(messages)
-            raise
+        except Exception as exc:
+            if not self._poison_suspected(exc):
+                self._rewind(messages)
+                raise
+            self._isolate_poison(messages)
+        self._deterministic_failures = 0
         LAST_BATCH_TS.labels(service=self.service).set_to_current_time()
         return len(messages)
+
+    def _poison_suspected(self, exc: Exception) -> bool:
+        """Count the failure; True once a deterministic one has repeated ``poison_attempts`` times."""
+        if is_dependency_unavailable(exc):
+            BATCH_RETRIES.labels(service=self.service, cause="dependency").inc()
+            return False
+        self._deterministic_failures += 1
+        if self._deterministic_failures < self.poison_attempts:
+            BATCH_RETRIES.labels(service=self.service, cause="deterministic").inc()
+            return False
+        return True
+
+    def _isolate_poison(self, messages: list[Message]) -> None:
+        """Bisect a batch that keeps failing: halves are processed and committed in order, a half
+        that fails is split again, and a single message that fails is dead-lettered. A dependency
+        going down meanwhile rewinds to the first uncommitted message and raises (hold, retry)."""
+        log.warning("batch keeps failing, splitting it to find the poison", service=self.service,
+                    messages=len(messages), attempts=self._deterministic_failures)
+        pending = _halves(messages)
+        while pending:
+            chunk = pending.pop(0)
+            try:
+                self._process(chunk)
+            except Exception as exc:
+                if is_dependency_unavailable(exc):
+                    self._rewind([m for c in [chunk, *pending] for m in c])
+                    raise
+                if len(chunk) > 1:
+                    pending[0:0] = _halves(chunk)
+                    continue
+                try:
+                    self._dead_letter_poison(chunk[0], exc)
+                except Exception:
+                    self._rewind([m for c in [chunk, *pending] for m in c])
+                    raise
+
+    def _dead_letter_poison(self, message: Message, error: Exception) -> None:
+        produce_all(self.producer, [dead_letter_message(DeadLetter(message, error), self.service)])
+        DLQ_MESSAGES.labels(service=self.service, topic=message.topic()).inc()
+        POISON_MESSAGES.labels(service=self.service, topic=message.topic()).inc()
+        log.error("poison message dead-lettered", service=self.service, topic=message.topic(),
+                  partition=message.partition(), offset=message.offset(), error=repr(error)[:500])
+        self._commit([message])
 
     def _process(self, messages: list[Message]) -> None:
         for message in messages:
@@ -298,3 +365,8 @@ class BatchLoop:
         if error.code() != KafkaError._PARTITION_EOF:
             log.warning("consumer error", service=self.service, error=str(error))
         return True
+
+
+def _halves(messages: list[Message]) -> list[list[Message]]:
+    middle = (len(messages) + 1) // 2
+    return [part for part in (messages[:middle], messages[middle:]) if part]

@@ -7,6 +7,12 @@ from prometheus_client import Counter, Gauge, Histogram
 MESSAGES_CONSUMED = Counter("pipeline_messages_consumed_total", "Messages read", ["service", "topic"])
 MESSAGES_PRODUCED = Counter("pipeline_messages_produced_total", "Messages written", ["topic"])
 DLQ_MESSAGES = Counter("pipeline_dlq_messages_total", "Messages sent to a dead-letter topic", ["service", "topic"])
+# Of those, the ones found by splitting a batch that failed the same way every time (shared/kafka.py).
+POISON_MESSAGES = Counter("pipeline_poison_messages_total", "Messages that failed processing deterministically "
+                          "and were dead-lettered", ["service", "topic"])
+BATCH_RETRIES = Counter("pipeline_batch_retries_total", "Batches rewound to be retried, by cause "
+                        "(dependency = a dependency down or timing out; deterministic = the batch itself failed)",
+                        ["service", "cause"])
 CACHE_REQUESTS = Counter("pipeline_cache_requests_total", "Cache look-ups", ["cache", "result"])
 CACHE_ERRORS = Counter("pipeline_cache_errors_total", "Cache operations that failed (processing goes on)", ["cache"])
 STAGE_SECONDS = Histogram(
@@ -14,6 +20,7 @@ STAGE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CDC_EVENTS = Counter("cdc_events_total", "Change events emitted", ["table", "op"])
+CDC_SIGNALS_REJECTED = Counter("cdc_signals_rejected_total", "Malformed signals dead-lettered and skipped")
 VIABILITY_DECISIONS = Counter("viability_transitions_total", "Accounts changing viability", ["to"])
 # The viability sweep (time-based transitions), per loop: "live" or a replay version's collection.
 SWEEP_AS_OF = Gauge("viability_sweep_as_of_timestamp_seconds", "Clock of the last completed sweep: activity "

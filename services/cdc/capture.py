@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pymysql
 import pymysql.cursors
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import HeartbeatLogEvent, MariadbGtidEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
@@ -31,6 +31,7 @@ from services.cdc.core import (
     SnapshotRequest,
     advance_gtid_state,
     change_envelope,
+    check_columns,
     change_records,
     format_gtid_state,
     parse_gtid_state,
@@ -38,9 +39,9 @@ from services.cdc.core import (
 )
 from shared.config import KafkaSettings, MariaDBSettings
 from shared.health import Heartbeat
-from shared.kafka import DeliveryTracker
+from shared.kafka import DeadLetter, DeliveryTracker, OutboundMessage, dead_letter_message
 from shared.logging import get_logger
-from shared.metrics import CDC_EVENTS
+from shared.metrics import CDC_EVENTS, CDC_SIGNALS_REJECTED, DLQ_MESSAGES
 
 log = get_logger(__name__)
 
@@ -99,6 +100,7 @@ class ChangeCapture:
         self.stop = stop or threading.Event()
         self.heartbeat = heartbeat or Heartbeat()
         self.delivery = DeliveryTracker()
+        self._columns: dict[str, frozenset[str]] = {}
 
     # --- output ----------------------------------------------------------------------------
 
@@ -106,7 +108,8 @@ class ChangeCapture:
         for record in records:
             while True:
                 try:
-                    self.producer.produce(record.topic, key=record.key, value=record.value, on_delivery=self.delivery)
+                    self.producer.produce(record.topic, key=record.key, value=record.value,
+                                          headers=record.headers or None, on_delivery=self.delivery)
                     break
                 except BufferError:
                     self.producer.poll(0.2)
@@ -195,7 +198,7 @@ class ChangeCapture:
                     break
                 connection = connection or self._connect()
                 for message in messages:
-                    self._serve_signal(connection, message.value(), position)
+                    self._serve_signal(connection, message, position)
                 served += len(messages)
         finally:
             if connection is not None:
@@ -204,16 +207,39 @@ class ChangeCapture:
             self._flush()
             self.signals.commit(asynchronous=False)
 
-    def _serve_signal(self, connection, value: bytes, position: BinlogPosition) -> None:
+    def _serve_signal(self, connection, message: Message, position: BinlogPosition) -> None:
+        """Serve one signal; a malformed one is dead-lettered and skipped, never retried: the signal
+        is committed only after this turn, so raising here would crash cdc on every restart."""
         try:
-            requests = parse_snapshot_signal(value, database=self.mariadb.mariadb_database, tables=set(self.tables))
+            requests = parse_snapshot_signal(message.value(), database=self.mariadb.mariadb_database,
+                                             tables=set(self.tables))
+            check_columns(requests, lambda table: self._table_columns(connection, table))
         except InvalidSignal as exc:
-            log.warning("ignoring signal", error=str(exc))
+            self._reject_signal(message, exc)
             return
         for request in requests:
-            count = self._snapshot_table(connection, request.table, position, int(time.time() * 1000), request)
+            try:
+                count = self._snapshot_table(connection, request.table, position, int(time.time() * 1000), request)
+            except (pymysql.err.ProgrammingError, pymysql.err.DataError) as exc:  # the server refused its SQL
+                self._reject_signal(message, InvalidSignal(f"the database refused the snapshot query: {exc}"))
+                return
             log.info("incremental snapshot", table=request.table, column=request.column,
                      values=len(request.values), rows=count)
+
+    def _table_columns(self, connection, table: str) -> frozenset[str]:
+        if table not in self._columns:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS"
+                               " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (self.mariadb.mariadb_database, table))
+                self._columns[table] = frozenset(row["name"] for row in cursor.fetchall())
+        return self._columns[table]
+
+    def _reject_signal(self, message: Message, error: InvalidSignal) -> None:
+        log.warning("malformed signal dead-lettered", error=str(error)[:300], offset=message.offset())
+        CDC_SIGNALS_REJECTED.inc()
+        DLQ_MESSAGES.labels(service="cdc", topic=message.topic()).inc()
+        letter: OutboundMessage = dead_letter_message(DeadLetter(message, error), "cdc")
+        self._emit([KafkaRecord(letter.topic, letter.key, letter.value, letter.headers)])
 
     # --- stream ----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ names so nothing downstream can tell the difference (see tests/fixtures for real
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -115,8 +116,9 @@ def change_envelope(op: Op, before: dict | None, after: dict | None, source: Cha
 @dataclass(frozen=True)
 class KafkaRecord:
     topic: str
-    key: bytes
+    key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, bytes]] | None = None
 
 
 def change_records(topic: str, primary_key: Any, envelope: dict) -> list[KafkaRecord]:
@@ -150,17 +152,46 @@ _FILTER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:=\s*(-?\d+)|IN\s*\(\s*(
 
 
 def parse_snapshot_signal(value: bytes, *, database: str, tables: set[str]) -> list[SnapshotRequest]:
-    """Parse a Debezium ``execute-snapshot`` signal into the snapshots it asks for."""
+    """Parse a Debezium ``execute-snapshot`` signal into the snapshots it asks for.
+
+    The shapes are Debezium's: ``data-collections`` a list of ``db.table`` names, and
+    ``additional-conditions`` a list of ``{"data-collection": name, "filter": sql}``. Anything
+    else raises InvalidSignal, whatever the JSON holds, so cdc can dead-letter it and go on.
+    """
     try:
         signal = orjson.loads(value)
         data = signal["data"]
         collections = data["data-collections"]
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InvalidSignal(f"not an execute-snapshot signal: {exc}") from exc
+        raise InvalidSignal(f"not an execute-snapshot signal: {exc!r}") from exc
     if signal.get("type") != "execute-snapshot":
         raise InvalidSignal(f"unsupported signal type {signal.get('type')!r}")
-    filters = {c.get("data-collection"): c.get("filter") for c in data.get("additional-conditions") or []}
+    if not isinstance(collections, list) or not collections or not all(isinstance(c, str) for c in collections):
+        raise InvalidSignal(f"data-collections must be a non-empty list of names, not {collections!r}")
+    filters = _additional_conditions(data.get("additional-conditions"))
     return [_snapshot_request(name, filters.get(name), database, tables) for name in collections]
+
+
+def _additional_conditions(conditions: Any) -> dict[str, str]:
+    if conditions is None:
+        return {}
+    if not isinstance(conditions, list):
+        raise InvalidSignal(f"additional-conditions must be a list, not {conditions!r}")
+    filters = {}
+    for condition in conditions:
+        if not (isinstance(condition, dict) and isinstance(condition.get("data-collection"), str)
+                and isinstance(condition.get("filter"), str)):
+            raise InvalidSignal("each of additional-conditions must be {\"data-collection\": name, \"filter\": sql}, "
+                                f"not {condition!r}")
+        filters[condition["data-collection"]] = condition["filter"]
+    return filters
+
+
+def check_columns(requests: list[SnapshotRequest], columns_of: Callable[[str], Collection[str]]) -> None:
+    """Raise InvalidSignal if a request filters on a column its table does not have."""
+    for request in requests:
+        if request.column and request.column not in columns_of(request.table):
+            raise InvalidSignal(f"unknown column {request.column!r} in table {request.table!r}")
 
 
 def _snapshot_request(collection: str, sql_filter: str | None, database: str, tables: set[str]) -> SnapshotRequest:

@@ -1,6 +1,7 @@
 """cdc: MariaDB binlog → Debezium-format change events on Kafka (local stand-in for Debezium).
 
 Reads:   the MariaDB binlog of MARIADB_DATABASE (tables accounts, posts); signal topic <prefix>-signal
+         (a malformed signal goes to <prefix>-signal.dlq with the reason, and is skipped)
 Writes:  <prefix>.<db>.accounts, <prefix>.<db>.posts   key {"id": ...}, value the Debezium envelope,
          a tombstone after each delete
 State:   CDC_STATE_DIR/checkpoint.json (binlog file/pos/gtid of the last flushed transaction)
@@ -15,7 +16,7 @@ from confluent_kafka.admin import AdminClient
 from pydantic import Field
 
 from services.cdc.capture import ChangeCapture, Checkpoint
-from shared.config import PROJECT_ROOT, KafkaSettings, MariaDBSettings, ServiceSettings
+from shared.config import PROJECT_ROOT, KafkaSettings, MariaDBSettings, ServiceSettings, dlq_topic
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.logging import configure_logging, get_logger
@@ -38,7 +39,7 @@ def main() -> None:
         # The broker lost its topics (the local broker keeps them in memory): snapshot again.
         log.warning("checkpoint found but topics are missing; taking a new snapshot")
         checkpoint.clear()
-    ensure_topics(kafka, [*topics, kafka.signal_topic])
+    ensure_topics(kafka, [*topics, kafka.signal_topic, dlq_topic(kafka.signal_topic)])
     signals = make_consumer(kafka, group_id=f"{kafka.topic_prefix}-cdc-signals")
     signals.subscribe([kafka.signal_topic])
     heartbeat, stop = Heartbeat(), shutdown_event()

@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from services.indexer.deleted import DeletedVersions, purge_record_id
 from shared.events import (
     AccountPurge,
     EmbeddedPostUpsert,
@@ -39,6 +40,7 @@ from shared.taxonomy import VerticalLabel, verticals_payload
 from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
 
 PAYLOAD_TEXT_CHARS = 4_000  # what a result card shows; the vector already saw the full text
+DELETED_VERSION_RETENTION_S = 37 * 86_400  # INDEXER_DELETED_VERSION_RETENTION_DAYS' default
 
 IndexEvent = EmbeddedPostUpsert | PostDelete | AccountPurge | PostLabels | PostCorrection | PostRelabel
 LabelChange = PostCorrection | PostRelabel
@@ -91,6 +93,7 @@ class WriteStep:
     deletes: set[str] = field(default_factory=set)
     labels: dict[tuple[str, str], PostLabels] = field(default_factory=dict)  # (point id, taxonomy) -> opinion
     purge_account: int | None = None  # applied after the upserts/deletes of this step
+    purge: AccountPurge | None = None  # the event behind purge_account (its version)
     label_changes: list[LabelChange] = field(default_factory=list)  # applied in order, after the step's writes
 
 
@@ -138,7 +141,7 @@ def plan_writes(events: Sequence[IndexEvent], labeller: Labeller | None = None) 
     steps, current = [], WriteStep()
     for event in events:
         if isinstance(event, AccountPurge):
-            current.purge_account = event.account_id
+            current.purge_account, current.purge = event.account_id, event
             steps.append(current)
             current = WriteStep()
         elif isinstance(event, PostDelete):
@@ -175,36 +178,41 @@ def _label_upserts(steps: Sequence[WriteStep], labeller: Labeller) -> None:
 
 
 class PostIndexer:
-    def __init__(self, store: VectorStore, collection: str, dim: int, labeller: Labeller | None = None) -> None:
+    def __init__(self, store: VectorStore, collection: str, dim: int, labeller: Labeller | None = None,
+                 deleted_retention_s: float = DELETED_VERSION_RETENTION_S) -> None:
         self.store = store
         self.collection = collection
         self.labeller = labeller
         store.ensure_collection(collection, dim)
+        self.deleted = DeletedVersions(store, collection, deleted_retention_s)
 
     def apply(self, events: Sequence[IndexEvent]) -> None:
         """Write the batch; returns only when the store has it (callers commit offsets after).
 
         Redelivery and replays can bring an older version of a post after a newer one: each point
-        keeps its source version, and a write older than what is stored is dropped.
+        keeps its source version, and a write older than what is stored is dropped. A deleted
+        point's version is remembered (services/indexer/deleted.py), so an older upsert after the
+        delete, or after its account's purge, is dropped too.
         """
         versions = self.labeller.versions() if self.labeller is not None else {}
         for step in plan_writes(events, self.labeller):
             stored = self._stored_payloads(step)
             self._drop_stale(step, events, stored)
+            self._drop_deleted(step, stored)
             self._keep_second_opinions(step, stored, versions)
             if step.upserts:
                 self.store.upsert(self.collection, list(step.upserts.values()))
                 INDEX_OPERATIONS.labels(op="upsert").inc(len(step.upserts))
             if step.deletes:
+                self._remember_deletes(step, events, stored)
                 self.store.delete(self.collection, sorted(step.deletes))
                 INDEX_OPERATIONS.labels(op="delete").inc(len(step.deletes))
             if step.labels:
                 self._apply_second_opinions(step, stored, versions)
             if step.label_changes:
                 self._apply_label_changes(step.label_changes, versions)
-            if step.purge_account is not None:
-                self.store.delete_where(self.collection, SearchFilter(account_id=[step.purge_account]))
-                INDEX_OPERATIONS.labels(op="purge").inc()
+            if step.purge is not None:
+                self._purge(step.purge)
         now_ms = time.time() * 1000
         for event in events:
             if isinstance(event, EmbeddedPostUpsert) and not event.position.snapshot:
@@ -239,6 +247,47 @@ class PostIndexer:
                 for label in opinion.labels])
         self.store.set_payloads(self.collection, {pid: verticals_payload(labels) for pid, labels in patches.items()})
         INDEX_OPERATIONS.labels(op="labels").inc(len(patches))
+
+    def _drop_deleted(self, step: WriteStep, stored: Mapping[str, dict]) -> None:
+        """Upserts of points that are not stored: dropped if the post, or its account, was deleted
+        by a change not older than the upsert (a redriven or late old event)."""
+        absent = [pid for pid in step.upserts if pid not in stored]
+        if not absent:
+            return
+        account_of = {pid: step.upserts[pid].payload["account_id"] for pid in absent}
+        remembered = self.deleted.versions([*absent, *map(purge_record_id, set(account_of.values()))])
+        for pid in absent:
+            version = step.upserts[pid].payload["source_version"]
+            if (_not_newer(version, remembered.get(pid))
+                    or _not_newer(version, remembered.get(purge_record_id(account_of[pid])))):
+                del step.upserts[pid]
+                INDEX_OPERATIONS.labels(op="deleted_skipped").inc()
+
+    def _remember_deletes(self, step: WriteStep, events: Sequence[IndexEvent], stored: Mapping[str, dict]) -> None:
+        """Before the points go: the newer of the delete's version and the stored point's (an
+        unversioned delete remembers the stored point's only)."""
+        incoming = _delete_versions(events)
+        self.deleted.remember({pid: _newest(incoming.get(pid), (stored.get(pid) or {}).get("source_version"))
+                               for pid in step.deletes})
+
+    def _purge(self, purge: AccountPurge) -> None:
+        """Remove the account's points not newer than the purge (all of them if it is unversioned):
+        a post written after it (the account viable again, its posts snapshotted anew) stays."""
+        version = purge.position.order_key() if purge.position else None
+        ids = list(self.store.scroll_ids(self.collection, SearchFilter(account_id=[purge.account_id])))
+        points = self.store.retrieve(self.collection, ids) if ids else []
+        doomed = {p.id: p.payload.get("source_version") for p in points
+                  if version is None or not p.payload.get("source_version")
+                  or list(p.payload["source_version"]) <= version}
+        remember: dict[str, list[int] | None] = {pid: v for pid, v in doomed.items() if v}
+        if version is not None:
+            remember[purge_record_id(purge.account_id)] = version
+        self.deleted.remember(remember)
+        if doomed:
+            self.store.delete(self.collection, sorted(doomed))
+        INDEX_OPERATIONS.labels(op="purge").inc()
+        if len(doomed) < len(points):
+            INDEX_OPERATIONS.labels(op="purge_kept_newer").inc(len(points) - len(doomed))
 
     def _drop_stale(self, step: WriteStep, events: Sequence[IndexEvent], payloads: Mapping[str, dict]) -> None:
         ids = [*step.upserts, *step.deletes]
@@ -298,5 +347,16 @@ def _older(incoming: list[int] | None, stored: list[int] | None) -> bool:
     return incoming is not None and stored is not None and list(incoming) < list(stored)
 
 
-def _delete_versions(events: Sequence[IndexEvent]) -> dict[str, list[int]]:
-    return {post_point_id(e.post_id): e.position.order_key() for e in events if isinstance(e, PostDelete)}
+def _delete_versions(events: Sequence[IndexEvent]) -> dict[str, list[int] | None]:
+    """The version of each deleted post's last delete; None for an unversioned one (applied regardless)."""
+    return {post_point_id(e.post_id): e.position.order_key() if e.position else None
+            for e in events if isinstance(e, PostDelete)}
+
+
+def _not_newer(incoming: list[int], remembered: list[int] | None) -> bool:
+    return remembered is not None and list(incoming) <= list(remembered)
+
+
+def _newest(*versions: list[int] | None) -> list[int] | None:
+    known = [list(v) for v in versions if v]
+    return max(known) if known else None

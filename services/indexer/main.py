@@ -2,6 +2,7 @@
 
 Reads:   <prefix>.pipeline.posts.embedded   post.embedded | post.delete | account.purge
 Writes:  the posts collection (VECTOR_STORE=server: a Qdrant server; edge: the in-process engine)
+         and <collection>-deleted (versions of deleted posts and purged accounts, same store)
          <prefix>.pipeline.posts.embedded.dlq
 Offsets are committed only after the store acknowledged the batch.
 
@@ -48,7 +49,8 @@ def main() -> None:
                            labeller, TopicPublisher(kafka, registry), stop)
     try:
         indexer_versions(kafka, store, registry, stop=stop, heartbeat=heartbeat, labeller=labeller,
-                         batch_size=store_settings.indexer_batch_size).run()
+                         batch_size=store_settings.indexer_batch_size,
+                         deleted_retention_s=store_settings.indexer_deleted_version_retention_days * 86_400).run()
     finally:
         store.close()
 

@@ -9,7 +9,7 @@ import threading
 
 from confluent_kafka import Message
 
-from services.indexer.core import Labeller, PostIndexer
+from services.indexer.core import DELETED_VERSION_RETENTION_S, Labeller, PostIndexer
 from shared.bootstrap import live_indexer_group
 from shared.config import KafkaSettings, dlq_topic
 from shared.events import EMBEDDING_DIM, parse_embedded_topic_event
@@ -36,10 +36,11 @@ class IndexerService:
 def indexer_loop(kafka: KafkaSettings, store: VectorStore, collection: str, stop: threading.Event,
                  heartbeat: Heartbeat | None = None, *, group: str | None = None,
                  topic: str | None = None, labeller: Labeller | None = None,
-                 batch_size: int | None = None) -> BatchLoop:
+                 batch_size: int | None = None,
+                 deleted_retention_s: float = DELETED_VERSION_RETENTION_S) -> BatchLoop:
     source = topic or kafka.embedded_posts_topic
     ensure_topics(kafka, [source, dlq_topic(source)])
-    service = IndexerService(PostIndexer(store, collection, EMBEDDING_DIM, labeller))
+    service = IndexerService(PostIndexer(store, collection, EMBEDDING_DIM, labeller, deleted_retention_s))
     consumer = make_consumer(kafka, group or live_indexer_group(kafka))
     # Larger batches than the other services: the store's sync is paid once per batch (bench 2).
     return BatchLoop(service="indexer", settings=kafka, consumer=consumer, producer=make_producer(kafka),
@@ -49,7 +50,8 @@ def indexer_loop(kafka: KafkaSettings, store: VectorStore, collection: str, stop
 
 def indexer_versions(kafka: KafkaSettings, store: VectorStore, registry: IndexRegistry, *, stop: threading.Event,
                      heartbeat: Heartbeat | None = None, labeller: Labeller | None = None,
-                     batch_size: int, poll_s: float = 2.0) -> VersionLoops:
+                     batch_size: int, deleted_retention_s: float = DELETED_VERSION_RETENTION_S,
+                     poll_s: float = 2.0) -> VersionLoops:
     """One indexer loop per registered index version: the live one and any version a replay is building
     run side by side (each its own consumer group), so live changes reach both; a dropped version's loop
     stops. The labeller is shared by every version's loop: same taxonomies, same corrections. The loops
@@ -58,7 +60,8 @@ def indexer_versions(kafka: KafkaSettings, store: VectorStore, registry: IndexRe
 
     def build(version: IndexVersion, loop_stop: threading.Event) -> BatchLoop:
         return indexer_loop(kafka, store, version.collection, loop_stop, heartbeat, group=version.indexer_group,
-                            topic=version.source_topic, labeller=labeller, batch_size=batch_size)
+                            topic=version.source_topic, labeller=labeller, batch_size=batch_size,
+                            deleted_retention_s=deleted_retention_s)
 
     return VersionLoops(registry, service="indexer", wants=lambda version: True, build=build, stop=stop,
                         poll_s=poll_s, keep_live_registered=True, count_points=store.count)

@@ -52,7 +52,8 @@ def run_indexers(context: QueryContext, stop: threading.Event, kafka: KafkaSetti
             # open_registry registers the live version again if Redis came back empty.
             registry = open_registry(kafka, store_settings, context.redis)
             indexer_versions(kafka, context.store, registry, stop=stop, labeller=labeller,
-                             batch_size=store_settings.indexer_batch_size).run()
+                             batch_size=store_settings.indexer_batch_size,
+                             deleted_retention_s=store_settings.indexer_deleted_version_retention_days * 86_400).run()
         except Exception as exc:  # noqa: BLE001 (any failure: log it and start again)
             log.warning("indexer supervisor failed, restarting in 2 s", error=repr(exc))
             stop.wait(2)

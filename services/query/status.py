@@ -156,8 +156,10 @@ class PipelineStatus:
     def _service(self, service: PipelineService, position: dict | None, metrics: tuple[list[Sample] | None, str],
                  kafka: KafkaStatus) -> ServiceStatus:
         samples, source = metrics
-        errors = None
+        errors = poison = retries = None
         if samples is not None:
+            poison = int(_sum(samples, "pipeline_poison_messages_total", service=service.name))
+            retries = int(_sum(samples, "pipeline_batch_retries_total", service=service.name, cause="dependency"))
             cache_errors = sum(_sum(samples, "pipeline_cache_errors_total", cache=cache)
                                for cache in SERVICE_CACHES.get(service.name, ()))
             errors = int(_sum(samples, "pipeline_dlq_messages_total", service=service.name) + cache_errors)
@@ -167,7 +169,8 @@ class PipelineStatus:
             service=service.name, consumer_group=service.group, topics=list(service.topics),
             lag=position["lag"] if position else None, position=position["position"] if position else None,
             throughput_per_s=self._throughput(service.name, position["position"]) if position else None,
-            dlq_messages=position["dlq"] if position else None, errors=errors, metrics=source,
+            dlq_messages=position["dlq"] if position else None, errors=errors, poison_messages=poison,
+            dependency_retries=retries, metrics=source,
             problem=None if kafka.reachable else "broker unreachable",
             sweep=sweep_status(samples) if service.name == "viability" and samples is not None else None,
         )

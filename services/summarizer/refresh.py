@@ -93,10 +93,13 @@ def expectation_of(event: object, now_ms: int) -> Expectation | None:
         return Expectation(kind="upsert", point_id=post_point_id(event.post.id),
                            version=event.position.order_key(), seen_ms=now_ms)
     if isinstance(event, PostDelete):
+        if event.position is None:  # unversioned: the index shows it once the point is gone
+            return Expectation(kind="delete", point_id=post_point_id(event.post_id), seen_ms=now_ms)
         return Expectation(kind="delete", point_id=post_point_id(event.post_id),
                            version=event.position.order_key(), seen_ms=now_ms)
     if isinstance(event, AccountPurge):
-        return Expectation(kind="purge", version=event.position.order_key(), seen_ms=now_ms)
+        return Expectation(kind="purge", version=event.position.order_key() if event.position else [],
+                           seen_ms=now_ms)
     return None
 
 

@@ -13,8 +13,8 @@ from confluent_kafka import Consumer, Producer
 
 from devstack.processes import apply_schema
 from services.cdc.capture import ChangeCapture, Checkpoint
-from shared.config import KafkaSettings, MariaDBSettings
-from shared.events import incremental_snapshot_signal, parse_change_event
+from shared.config import KafkaSettings, MariaDBSettings, dlq_topic
+from shared.events import GTID_ORDER, SourcePosition, incremental_snapshot_signal, parse_change_event
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from tests.conftest import wait_for
 
@@ -106,6 +106,10 @@ def test_snapshot_then_stream_in_debezium_format(capture):
     update = parse_change_event(orjson.dumps(records[1][1]))
     assert (update.before["title"], update.after["title"]) == ("new", "renamed")
     assert update.source.gtid and update.source.file.startswith("mariadb-bin") and update.source.pos > 0
+    # The order keys from the real binlog: GTID keys, the snapshot row before the changes streamed after it.
+    keys = [SourcePosition.of(parse_change_event(orjson.dumps(v)).source).order_key() for v in
+            [snapshot, *(v for _, v in records if v)]]
+    assert all(key[0] == GTID_ORDER for key in keys) and keys == sorted(keys) and len(set(map(tuple, keys))) == 4
     assert records[2][1]["before"]["id"] == 1 and records[2][1]["after"] is None
 
 
@@ -136,4 +140,47 @@ def test_incremental_snapshot_signal_re_emits_only_the_requested_rows(capture):
     records = capture.read(2)
     assert sorted(k for k, _ in records) == [1, 2]
     assert {(v["op"], v["source"]["snapshot"]) for _, v in records} == {("r", "incremental")}
+    capture.assert_quiet()
+
+
+def test_a_malformed_signal_is_dead_lettered_and_cdc_keeps_streaming(capture):
+    collection = f"{capture.database}.posts"
+    bad = [
+        {"type": "execute-snapshot", "data": {"data-collections": [collection], "additional-conditions": ["x"]}},
+        {"type": "execute-snapshot", "data": {"data-collections": [42]}},
+        {"type": "execute-snapshot", "data": {"data-collections": [collection], "additional-conditions": [
+            {"data-collection": collection, "filter": "no_such_column IN (1)"}]}},
+    ]
+    capture.start()
+    capture.insert_post(1, account_id=7)
+    capture.read(1)
+    producer = Producer({"bootstrap.servers": capture.kafka.kafka_bootstrap_servers})
+    for signal in bad:
+        producer.produce(capture.kafka.signal_topic, key=capture.database.encode(), value=orjson.dumps(signal))
+    producer.produce(capture.kafka.signal_topic, key=capture.database.encode(),
+                     value=incremental_snapshot_signal(capture.database, "posts", "account_id", [7]))
+    producer.flush(10)
+    [(key, snapshot)] = capture.read(1)  # the good signal after the bad ones is served
+    assert key == 1 and snapshot["source"]["snapshot"] == "incremental"
+    capture.insert_post(2)  # and the binlog is still streamed
+    assert [k for k, _ in capture.read(1)] == [2]
+    assert capture.thread.is_alive()
+
+    dlq = Consumer({"bootstrap.servers": capture.kafka.kafka_bootstrap_servers, "group.id": f"{capture.database}-dlq",
+                    "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+    dlq.subscribe([dlq_topic(capture.kafka.signal_topic)])
+    letters: list = []
+    deadline = time.monotonic() + 20
+    while len(letters) < 3 and time.monotonic() < deadline:
+        letters += [m for m in dlq.consume(10, 0.5) if m.error() is None]
+    dlq.close()
+    assert [orjson.loads(m.value()) for m in letters] == bad
+    reasons = [dict(m.headers())["dlq.error.message"].decode() for m in letters]
+    assert "additional-conditions" in reasons[0] and "42" in reasons[1] and "no_such_column" in reasons[2], reasons
+    assert {dict(m.headers())["dlq.error.class"] for m in letters} == {b"InvalidSignal"}
+
+    capture.stop()  # the bad signals were committed: a restart serves nothing again and streams on
+    capture.start()
+    capture.insert_post(3)
+    assert [k for k, _ in capture.read(1)] == [3]
     capture.assert_quiet()

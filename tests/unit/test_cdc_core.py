@@ -8,6 +8,7 @@ from services.cdc.core import (
     BinlogPosition,
     ChangeSource,
     InvalidSignal,
+    check_columns,
     advance_gtid_state,
     change_envelope,
     change_records,
@@ -75,3 +76,26 @@ def test_snapshot_signal_for_unknown_tables_is_rejected():
     signal = incremental_snapshot_signal("d", "users", "id", [1])
     with pytest.raises(InvalidSignal):
         parse_snapshot_signal(signal, database="d", tables={"posts"})
+
+
+@pytest.mark.parametrize("data", [
+    {"data-collections": ["db.posts"], "additional-conditions": ["x"]},
+    {"data-collections": ["db.posts"], "additional-conditions": {"data-collection": "db.posts", "filter": "id = 1"}},
+    {"data-collections": ["db.posts"], "additional-conditions": [{"data-collection": "db.posts", "filter": 5}]},
+    {"data-collections": [42]},
+    {"data-collections": "db.posts"},
+    {"data-collections": []},
+])
+def test_malformed_execute_snapshot_signals_raise_invalid_signal(data):
+    with pytest.raises(InvalidSignal):
+        parse_snapshot_signal(orjson.dumps({"type": "execute-snapshot", "data": data}), database="db", tables={"posts"})
+
+
+def test_a_filter_on_an_unknown_column_is_an_invalid_signal():
+    value = orjson.dumps({"type": "execute-snapshot", "data": {"data-collections": ["db.posts"], "additional-conditions": [
+        {"data-collection": "db.posts", "filter": "owner IN (1, 2)"}]}})
+    requests = parse_snapshot_signal(value, database="db", tables={"posts"})
+    with pytest.raises(InvalidSignal, match="owner"):
+        check_columns(requests, lambda table: {"id", "account_id"})
+    check_columns(parse_snapshot_signal(value.replace(b"owner", b"account_id"), database="db", tables={"posts"}),
+                  lambda table: {"id", "account_id"})

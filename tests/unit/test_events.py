@@ -12,6 +12,7 @@ from shared.events import (
     AccountFields,
     SourcePosition,
     encode,
+    gtid_sequence,
     parse_change_event,
     parse_key_id,
     parse_pipeline_event,
@@ -74,3 +75,19 @@ def test_embedded_post_vector_roundtrips_exactly():
 def test_huge_descriptions_are_bounded():
     post = PostRecord(id=1, account_id=2, platform="x", title="t", published_at=5, description="a" * 10_000_000)
     assert len(post.description) == 20_000
+
+
+def test_gtid_sequence_of_a_gtid_and_of_a_gtid_state():
+    assert gtid_sequence("0-1-42") == 42
+    assert gtid_sequence("0-1-42,1-3-7") == 42
+    assert [gtid_sequence(g) for g in (None, "", "mariadb-bin.000001", "0-1")] == [None, None, None, None]
+
+
+def test_order_keys_follow_the_gtid_sequence_not_the_binlog_file():
+    old = SourcePosition(ts_ms=1, file="mariadb-bin.000009", pos=10_000, gtid="0-1-9")
+    after_switchover = SourcePosition(ts_ms=1, file="mariadb-bin.000001", pos=4, gtid="0-2-10")
+    assert old.order_key() < after_switchover.order_key()
+    snapshot = SourcePosition(ts_ms=1, file="mariadb-bin.000009", pos=4, gtid="0-1-9", snapshot=True)
+    assert old.order_key() < snapshot.order_key() < after_switchover.order_key()
+    no_gtid = SourcePosition(ts_ms=1, file="mariadb-bin.2147483647", pos=2**40)
+    assert no_gtid.order_key() < SourcePosition(ts_ms=1, file="mariadb-bin.000001", pos=4, gtid="0-1-1").order_key()

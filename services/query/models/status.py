@@ -25,6 +25,10 @@ class ServiceStatus(BaseModel):
     throughput_per_s: float | None = Field(None, description="Messages/s over the last window; null until two samples.")
     dlq_messages: int | None = Field(None, description="Messages in the dead-letter topics of its inputs.")
     errors: int | None = Field(None, description="Dead letters plus cache failures it reported (when its metrics are reachable).")
+    poison_messages: int | None = Field(None, description="Of its dead letters, the messages that failed "
+                                        "processing the same way every time (found by splitting their batch).")
+    dependency_retries: int | None = Field(None, description="Batches it held and retried because a dependency "
+                                           "was down or timing out (nothing is dead-lettered for those).")
     metrics: str = Field(description="Where its counters came from: a /metrics URL, 'in-process', or why none.")
     problem: str | None = None
     sweep: SweepStatus | None = Field(None, description="viability only: its last sweep, from its /metrics.")

@@ -16,6 +16,8 @@ function render(s) {
     el("td", {}, x.throughput_per_s === null ? dash : `${x.throughput_per_s.toFixed(1)}/s`),
     el("td", { class: x.dlq_messages ? "bad" : "" }, fmt(x.dlq_messages)),
     el("td", { class: x.errors ? "bad" : "" }, fmt(x.errors)),
+    el("td", { class: x.poison_messages ? "bad" : "" }, fmt(x.poison_messages)),
+    el("td", {}, fmt(x.dependency_retries)),
     el("td", {}, x.problem || x.metrics))));
   const sweep = s.services.find((x) => x.sweep)?.sweep;
   $("sweep").textContent = sweep
