@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from ops.dlq import read_dead_letters, redrive, select
 from services.indexer.core import post_point_id
-from services.indexer.main import indexer_loop
+from services.indexer.service import indexer_loop
 from shared.config import KafkaSettings, dlq_topic
 from shared.events import (
     AccountFields,
