@@ -129,7 +129,7 @@ class EdgeVectorStore:
         if not payloads:
             return
         shard = self._collection(name).shard
-        with self._write_lock, _closed_as_unavailable():
+        with self._write_lock, _engine_faults_as_unavailable():
             for point, payload in payloads.items():
                 shard.update(qe.UpdateOperation.set_payload([canonical_id(point)], payload))
             shard.flush()  # one fsync for the whole batch of patches
@@ -149,7 +149,7 @@ class EdgeVectorStore:
             filter=_edge_filter(flt),
             with_payload=True,
         )
-        with _closed_as_unavailable():
+        with _engine_faults_as_unavailable():
             hits = self._collection(name).shard.query(request)
         return [ScoredPoint(id=str(h.id), score=h.score, payload=h.payload or {}) for h in hits]
 
@@ -176,7 +176,7 @@ class EdgeVectorStore:
 
     def facet(self, name: str, key: str, flt: SearchFilter | None = None, limit: int = 50) -> list[FacetCount]:
         request = qe.FacetRequest(key, limit=limit, exact=True, filter=_edge_filter(flt))
-        with _closed_as_unavailable():
+        with _engine_faults_as_unavailable():
             response = self._collection(name).shard.facet(request)
         return [FacetCount(value=hit.value, count=hit.count) for hit in response.hits]
 
@@ -190,13 +190,13 @@ class EdgeVectorStore:
             with_payload=qe.PayloadSelector.Include(list(fields)) if fields else True,
             order_by=qe.OrderBy(order_by, direction=direction) if order_by else None,
         )
-        with _closed_as_unavailable():
+        with _engine_faults_as_unavailable():
             records, _ = self._collection(name).shard.scroll(request)
         return [ScoredPoint(id=str(r.id), score=0.0, payload=r.payload or {}) for r in records]
 
     def dense_vectors(self, name: str, ids: Sequence[str]) -> dict[str, list[float]]:
         wanted = [canonical_id(i) for i in ids]
-        with _closed_as_unavailable():
+        with _engine_faults_as_unavailable():
             records = self._collection(name).shard.retrieve(wanted, with_payload=False, with_vector=[""])
         return {str(r.id): _dense_part(r.vector) for r in records}
 
@@ -208,13 +208,13 @@ class EdgeVectorStore:
 
     def retrieve(self, name: str, ids: Sequence[str]) -> list[ScoredPoint]:
         wanted = [canonical_id(i) for i in ids]
-        with _closed_as_unavailable():
+        with _engine_faults_as_unavailable():
             records = self._collection(name).shard.retrieve(wanted, with_payload=True, with_vector=False)
         found = [ScoredPoint(id=str(r.id), score=0.0, payload=r.payload or {}) for r in records]
         return in_request_order(wanted, found)
 
     def count(self, name: str, flt: SearchFilter | None = None) -> int:
-        with _closed_as_unavailable():
+        with _engine_faults_as_unavailable():
             return self._collection(name).shard.count(qe.CountRequest(exact=True, filter=_edge_filter(flt)))
 
     def scroll_ids(self, name: str, flt: SearchFilter | None = None) -> Iterator[str]:
@@ -224,7 +224,7 @@ class EdgeVectorStore:
             request = qe.ScrollRequest(
                 offset=offset, limit=_SCROLL_PAGE, filter=edge_filter, with_payload=False, with_vector=False
             )
-            with _closed_as_unavailable():
+            with _engine_faults_as_unavailable():
                 records, offset = shard.scroll(request)
             yield from (str(r.id) for r in records)
             if offset is None:
@@ -238,7 +238,7 @@ class EdgeVectorStore:
         threads, FastAPI's included, stop meanwhile. Run it after bulk loads or at quiet times,
         never per upsert. Writes wait for it; points upserted later stay unindexed until the next run.
         """
-        with self._write_lock, _closed_as_unavailable():
+        with self._write_lock, _engine_faults_as_unavailable():
             shard = self._collection(name).shard
             changed = shard.optimize()
             shard.flush()
@@ -253,12 +253,12 @@ class EdgeVectorStore:
                 collection.shard.close()  # close() flushes
 
     def _query(self, name: str, request: qe.QueryRequest) -> list[ScoredPoint]:
-        with _closed_as_unavailable():
+        with _engine_faults_as_unavailable():
             hits = self._collection(name).shard.query(request)
         return [ScoredPoint(id=str(h.id), score=h.score, payload=h.payload or {}) for h in hits]
 
     def _write(self, shard: qe.EdgeShard, operation: qe.UpdateOperation) -> None:
-        with self._write_lock, _closed_as_unavailable():
+        with self._write_lock, _engine_faults_as_unavailable():
             shard.update(operation)
             shard.flush()  # update() alone is not durable: the WAL is an unsynced mmap
 
@@ -412,11 +412,21 @@ def _vertical_condition(condition: VerticalCondition) -> qe.NestedCondition:
 
 
 @contextmanager
-def _closed_as_unavailable() -> Iterator[None]:
-    """A call racing close() finds the shard gone: report that as unavailable, not as a bug."""
+def _engine_faults_as_unavailable() -> Iterator[None]:
+    """The engine's failures that are not about the request, reported as the store being unavailable,
+    so the batch loop holds and retries the batch instead of dead-lettering it as poison: a call racing
+    close() (the shard is gone), and the engine's service errors, which wrap the disk's own failures
+    (a WAL flush answering "Os { code: 5, kind: InputOutputError ... }", a full disk). A bad request is
+    Qdrant's "Wrong input" and stays an error of the request."""
     try:
         yield
     except Exception as exc:
-        if "not initialized" in str(exc):
+        message = str(exc)
+        if "not initialized" in message:
             raise StoreUnavailable("edge vector store is closed") from exc
+        if message.startswith(_ENGINE_SERVICE_ERROR) or "Os { code:" in message:
+            raise StoreUnavailable(f"edge vector store failed: {message[:300]}") from exc
         raise
+
+
+_ENGINE_SERVICE_ERROR = "Service runtime error"  # Qdrant's OperationError::ServiceError display text

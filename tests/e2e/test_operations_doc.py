@@ -67,6 +67,9 @@ def stack(infra, tmp_path_factory):
         yield stack
     finally:
         stack.stop()
+        # The session's Redis is shared: the documented int8 replay filled its embedding cache, which
+        # would make another module's "nothing is cached for int8 yet" untrue (tests/e2e/test_replay.py).
+        redis.Redis(port=config.redis_port).flushdb()
 
 
 def shell_env(stack: LocalStack) -> dict[str, str]:

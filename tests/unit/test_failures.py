@@ -38,3 +38,22 @@ def test_everything_else_is_deterministic():
                 KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)), _status_error(400),
                 _status_error(422), redis.ResponseError("WRONGTYPE")]:
         assert not is_dependency_unavailable(exc), exc
+
+
+def test_the_edge_engines_disk_failures_hold_the_batch_and_bad_requests_do_not():
+    """The engine's own texts (a WAL flush failing with EIO, seen in tests/e2e/test_vector_store_faults.py's
+    indexer log): a disk failure must never be dead-lettered as poison; a bad request stays deterministic."""
+    from shared.vectorstore.qdrant_edge import _engine_faults_as_unavailable
+
+    disk = Exception('Service runtime error: WAL flush failed: Can\'t write WAL: Os { code: 5, kind: '
+                     'InputOutputError, message: "Input/output error" }')
+    bad_request = Exception("Wrong input: Vector dimension error: expected dim: 384, got 3")
+    raised = []
+    for engine_error in (disk, bad_request):
+        try:
+            with _engine_faults_as_unavailable():
+                raise engine_error
+        except Exception as exc:  # noqa: BLE001 (what the batch loop sees)
+            raised.append(exc)
+    assert isinstance(raised[0], StoreUnavailable) and is_dependency_unavailable(raised[0])
+    assert raised[1] is bad_request and not is_dependency_unavailable(raised[1])
