@@ -23,7 +23,7 @@ from shared.verticals import EmbedTexts, TierOneResult, VerticalClassifier
 log = get_logger(__name__)
 
 
-class Tier1Labeller:
+class TierOneLabeller:
     def __init__(self, catalog: TaxonomyCatalog, embed: EmbedTexts, fewshot: FewShotStore | None = None,
                  refresh_s: float = 10.0) -> None:
         self.embed = embed

@@ -254,12 +254,12 @@ class PostIndexer:
         absent = [pid for pid in step.upserts if pid not in stored]
         if not absent:
             return
-        account_of = {pid: step.upserts[pid].payload["account_id"] for pid in absent}
-        remembered = self.deleted.versions([*absent, *map(purge_record_id, set(account_of.values()))])
+        account_by_post = {pid: step.upserts[pid].payload["account_id"] for pid in absent}
+        remembered = self.deleted.versions([*absent, *map(purge_record_id, set(account_by_post.values()))])
         for pid in absent:
             version = step.upserts[pid].payload["source_version"]
             if (_not_newer(version, remembered.get(pid))
-                    or _not_newer(version, remembered.get(purge_record_id(account_of[pid])))):
+                    or _not_newer(version, remembered.get(purge_record_id(account_by_post[pid])))):
                 del step.upserts[pid]
                 INDEX_OPERATIONS.labels(op="deleted_skipped").inc()
 

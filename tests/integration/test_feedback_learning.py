@@ -24,7 +24,7 @@ from shared.events import (
 )
 from shared.feedback import FEEDBACK_STREAM, VerticalFeedback, record_feedback
 from shared.fewshot import FewShotStore
-from shared.labelling import Tier1Labeller
+from shared.labelling import TierOneLabeller
 from shared.llm import LlmClient
 from shared.taxonomy import TaxonomyCatalog, VerticalLabel
 from shared.vectorstore import EdgeVectorStore
@@ -48,7 +48,7 @@ def world(infra, tmp_path, embedder):
     client = redis.Redis(host="127.0.0.1", port=infra.config.redis_port, db=5)  # a database of its own
     client.flushdb()
     fewshot = FewShotStore(client)
-    labeller = Tier1Labeller(TaxonomyCatalog.load(), embedder.embed, fewshot, refresh_s=3600)
+    labeller = TierOneLabeller(TaxonomyCatalog.load(), embedder.embed, fewshot, refresh_s=3600)
     store = EdgeVectorStore(tmp_path / "edge")
     indexer = PostIndexer(store, "posts", 384, labeller)
     # the learner's label events go to the indexer (here directly; in production through the keyed topic)
