@@ -36,6 +36,7 @@ from shared.events import (
 )
 from shared.metrics import FRESHNESS_SECONDS, INDEX_OPERATIONS
 from shared.sparse import SPARSE_MODEL_ID, SparseEncoder
+from shared.stored_post import StoredPost, stored_labels
 from shared.taxonomy import VerticalLabel, verticals_payload
 from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
 
@@ -58,33 +59,21 @@ def post_point_id(post_id: int) -> str:
 
 
 def post_payload(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None) -> dict:
-    post, account = event.post, event.account
-    return {
-        "post_id": post.id,
-        "account_id": post.account_id,
-        "platform": post.platform,
-        "title": post.title,
-        "description": (post.description or "")[:PAYLOAD_TEXT_CHARS],
-        "url": post.url,
-        "published_at": post.published_at,
-        "views": post.views,
-        "likes": post.likes,
-        "comments": post.comments,
-        "handle": account.handle,
-        "display_name": account.display_name,
-        "followers": account.followers,
-        "model_id": event.model_id,
-        "source_ts_ms": event.position.ts_ms,
-        "source_gtid": event.position.gtid,
+    post, account, position = event.post, event.account, event.position
+    return StoredPost(
+        post_id=post.id, account_id=post.account_id, platform=post.platform, title=post.title,
+        description=(post.description or "")[:PAYLOAD_TEXT_CHARS], url=post.url, published_at=post.published_at,
+        views=post.views, likes=post.likes, comments=post.comments,
+        handle=account.handle, display_name=account.display_name, followers=account.followers,
+        model_id=event.model_id,
         # Commit -> written, measured per point: the query API's status reports freshness from these
         # two (snapshot reads excluded: their ts_ms is when the snapshot read the row, not a commit).
-        "source_snapshot": event.position.snapshot,
-        "indexed_at_ms": indexed_at_ms if indexed_at_ms is not None else int(time.time() * 1000),
-        "sparse_model_id": SPARSE_MODEL_ID,
-        "source_version": event.position.order_key(),
+        source_ts_ms=position.ts_ms, source_gtid=position.gtid, source_snapshot=position.snapshot,
+        indexed_at_ms=indexed_at_ms if indexed_at_ms is not None else int(time.time() * 1000),
+        sparse_model_id=SPARSE_MODEL_ID, source_version=position.order_key(),
         # What the labels were decided from: a tier-2 opinion about other text is not applied.
-        "content_hash": content_hash(post.embedding_text()),
-    }
+        content_hash=content_hash(post.embedding_text()),
+    ).payload()
 
 
 @dataclass
@@ -106,10 +95,6 @@ def post_point(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None) -> P
 
 def with_labels(payload: dict, labels: Sequence[VerticalLabel]) -> dict:
     return {**payload, **verticals_payload(labels)}
-
-
-def stored_labels(payload: Mapping) -> list[VerticalLabel]:
-    return [VerticalLabel.model_validate(v) for v in payload.get("verticals") or [] if isinstance(v, dict)]
 
 
 def replace_taxonomy_labels(labels: Sequence[VerticalLabel], taxonomy: str,
