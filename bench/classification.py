@@ -30,13 +30,13 @@ from demo.generator import generate
 from services.classifier.core import PostClassifier
 from services.classifier.llm_tier import LlmVerticalClassifier
 from services.viability.core import ViabilityRules
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.config import LlmSettings, ModelSettings
 from shared.embedding import default_model_dir, load_text_embedder
 from shared.events import AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition
-from shared.labelling import TierOneLabeller
 from shared.llm import LlmClient
 from shared.spend import read_llm_spend
-from shared.taxonomy import TaxonomyCatalog
 from tests.support.fake_llm import FakeLlmServer, keyword_answerer
 from tests.support.redis_server import private_redis
 

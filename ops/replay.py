@@ -67,10 +67,10 @@ from shared.events import (
     parse_pipeline_event,
 )
 from shared.index_registry import IndexRegistry, IndexVersion
-from shared.labelling import TierOneLabeller
+from shared.classification.labelling import TierOneLabeller
 from shared.llm import LlmAnswerCache
 from ops.gate import replay_gate
-from shared.taxonomy import TaxonomyCatalog
+from shared.classification.taxonomy import TaxonomyCatalog
 
 CANARY_QUERIES = (
     "easy vegan dinner recipes", "leg day workout at the gym", "budget travel itinerary for europe",

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 import redis
 
 from shared.cache import connect_redis
+from shared.classification.fewshot import FewShotStore
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog
+from shared.classification.tier_one import EmbedTexts
 from shared.config import ClassifierSettings, KafkaSettings, ModelSettings, RedisSettings, VectorStoreSettings
 from shared.embedding import TextEmbedder, load_text_embedder
-from shared.fewshot import FewShotStore
 from shared.index_registry import IndexRegistry, IndexVersion
-from shared.labelling import TierOneLabeller
 from shared.logging import get_logger
-from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import VectorStore, open_vector_store
-from shared.verticals import EmbedTexts
 
 log = get_logger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shared.taxonomy import VerticalLabel, verticals_payload
+from shared.classification.taxonomy import VerticalLabel, verticals_payload
 
 
 class PostCard(BaseModel):

@@ -32,13 +32,13 @@ import redis
 
 from services.indexer.core import post_point_id
 from shared.auth import DataScope
+from shared.classification.feedback import FEEDBACK_STREAM, VerticalFeedback
+from shared.classification.fewshot import FewShotStore
+from shared.classification.labelling import TierOneLabeller
 from shared.config import KafkaSettings
 from shared.events import PostCorrection, PostRelabel, account_key, encode
-from shared.feedback import FEEDBACK_STREAM, VerticalFeedback
 from shared.index_registry import IndexRegistry
 from shared.kafka import OutboundMessage, make_producer, produce_all
-from shared.fewshot import FewShotStore
-from shared.labelling import TierOneLabeller
 from shared.logging import get_logger
 from shared.metrics import FEEDBACK_APPLIED
 from shared.vectorstore import SearchFilter, VectorStore

@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from services.indexer.deleted import DeletedVersions, purge_record_id
+from shared.classification.taxonomy import VerticalLabel, verticals_payload
 from shared.events import (
     AccountPurge,
     EmbeddedPostUpsert,
@@ -37,7 +38,6 @@ from shared.events import (
 from shared.metrics import FRESHNESS_SECONDS, INDEX_OPERATIONS
 from shared.sparse import SPARSE_MODEL_ID, SparseEncoder
 from shared.stored_post import StoredPost, stored_labels
-from shared.taxonomy import VerticalLabel, verticals_payload
 from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
 
 PAYLOAD_TEXT_CHARS = 4_000  # what a result card shows; the vector already saw the full text

@@ -31,7 +31,7 @@ from services.query.models.posts import PostHit
 from services.query.posts import DEFAULT_LABEL_FLOOR, FACET_LIMIT, to_hits, vertical_condition
 from services.query.timing import StageClock
 from shared.account_vectors import fused_queries
-from shared.taxonomy import TaxonomyCatalog, split_label_key
+from shared.classification.taxonomy import TaxonomyCatalog, split_label_key
 from shared.vectorstore import ScoredPoint, SearchFilter
 
 # Candidates of each of the account views (centroid, themes, summary) before their scores are added up:

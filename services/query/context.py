@@ -12,12 +12,12 @@ from services.query.active_collection import ActiveCollection
 from services.query.index import TenantIndex
 from services.query.posts import PostSearch
 from services.query.status import PipelineStatus
+from shared.account_vectors import ACCOUNTS_LAYOUT
 from shared.auth import ApiKeyStore, DataScope, RateLimiter
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.embedding import LIVE_MODEL_VARIANT
 from shared.events import EMBEDDING_DIM
 from shared.index_registry import accounts_collection_for
-from shared.taxonomy import TaxonomyCatalog
-from shared.account_vectors import ACCOUNTS_LAYOUT
 from shared.vectorstore import VectorStore
 from shared.vectorstore.base import LayoutMismatch
 

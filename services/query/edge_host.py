@@ -18,6 +18,7 @@ from services.query.context import QueryContext
 from services.query.main import serve
 from services.summarizer.service import SummarizerConfig, start_summarizer
 from shared.bootstrap import open_labeller, open_registry
+from shared.classification.labelling import TierOneLabeller
 from shared.config import (
     ClassifierSettings,
     KafkaSettings,
@@ -27,7 +28,6 @@ from shared.config import (
     TaxonomySettings,
     VectorStoreSettings,
 )
-from shared.labelling import TierOneLabeller
 from shared.logging import get_logger
 
 log = get_logger("query")

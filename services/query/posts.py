@@ -24,13 +24,13 @@ from services.query.models.posts import (
     VerticalFilter,
 )
 from services.query.timing import StageClock
+from shared.classification.taxonomy import TaxonomyCatalog, split_label_key
 from shared.logging import get_logger
 from shared.stored_post import PostCard, StoredPost
-from shared.taxonomy import TaxonomyCatalog, split_label_key
 from shared.vectorstore import ScoredPoint, SearchFilter, VerticalCondition
 
 log = get_logger("query.posts")
-# A label shown at calibrated confidence p is right about p of the time (shared/calibration.py):
+# A label shown at calibrated confidence p is right about p of the time (shared/classification/calibration.py):
 # under 0.5 it is more often wrong than right. QuerySettings.label_confidence_floor overrides it.
 DEFAULT_LABEL_FLOOR = 0.5
 FACET_LIMIT = 200  # distinct values returned per facet: every platform, every label of a few taxonomies

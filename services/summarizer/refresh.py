@@ -38,6 +38,7 @@ from services.summarizer.core import (
 from services.summarizer.dirty import ClaimedAccount, DirtyAccounts
 from services.summarizer.llm_tier import LlmSummary, LlmSummaryWriter
 from shared.account_vectors import ACCOUNTS_LAYOUT, THEMES, AccountVectors, account_vectors
+from shared.classification.taxonomy import label_key
 from shared.config import SummarizerSettings
 from shared.embedding import TextEmbedder
 from shared.events import EMBEDDING_DIM, AccountPurge, EmbeddedPostUpsert, PostDelete
@@ -45,7 +46,6 @@ from shared.logging import get_logger
 from shared.metrics import SUMMARY_BACKLOG, SUMMARY_REFRESHES, SUMMARY_SECONDS
 from shared.sparse import SparseEncoder
 from shared.stored_post import StoredPost
-from shared.taxonomy import label_key
 from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
 from shared.vectorstore.base import LayoutMismatch
 
@@ -215,7 +215,7 @@ class AccountRefresher:
             "summary": f"{llm.text}\n\n{summary.text}" if llm else summary.text,
             "summary_source": "llm" if llm else "extractive",
             "summary_llm_model": llm.model if llm else None,
-            # The label contract of posts (shared.taxonomy), so the API's vertical filters work on accounts.
+            # The label contract of posts (shared.classification.taxonomy), so the API's vertical filters work on accounts.
             "verticals": labels,
             "vertical_labels": sorted({label_key(v["taxonomy"], v["vertical"]) for v in labels}),
             "summary_format": SUMMARY_FORMAT,

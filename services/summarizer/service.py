@@ -19,6 +19,7 @@ from services.summarizer.llm_tier import LlmSummaryWriter
 from services.summarizer.refresh import AccountRefresher, SummaryWorker, TouchedAccounts
 from shared.bootstrap import open_registry
 from shared.cache import connect_redis
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.config import (
     KafkaSettings,
     LlmSettings,
@@ -35,9 +36,8 @@ from shared.index_registry import IndexRegistry, IndexVersion, accounts_collecti
 from shared.kafka import BatchLoop, BatchResult, ensure_topics, make_consumer, make_producer
 from shared.llm import build_llm_client
 from shared.logging import get_logger
-from shared.taxonomy import TaxonomyCatalog
-from shared.version_loops import VersionLoops
 from shared.vectorstore import VectorStore
+from shared.version_loops import VersionLoops
 
 log = get_logger("summarizer")
 MAX_ACCOUNTS = 1_000_000  # facet limit when every account is marked due (the large demo has ~17,000)

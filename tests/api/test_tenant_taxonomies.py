@@ -16,10 +16,10 @@ from services.classifier.feedback import FeedbackLearner
 from services.indexer.core import PostIndexer
 from services.query.app import QuerySettings, create_app
 from shared.auth import DataScope, Scope
+from shared.classification.fewshot import FewShotStore
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.config import PROJECT_ROOT
-from shared.fewshot import FewShotStore
-from shared.labelling import TierOneLabeller
-from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import EdgeVectorStore
 from tests.api.conftest import UNLIMITED
 from tests.api.corpus import _event, build_context

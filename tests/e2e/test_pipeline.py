@@ -23,10 +23,10 @@ from demo.generator import generate
 from demo.seed import seed_database
 from devstack.processes import apply_schema
 from devstack.stack import LocalStack
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.embedding import load_text_embedder
 from shared.events import PostRecord
-from shared.labelling import TierOneLabeller
-from shared.taxonomy import TaxonomyCatalog
 from tests.conftest import MODEL_CACHE_DIR, api_headers, wait_for
 from tests.e2e.source_of_truth import VIABLE_POSTS_SQL
 from tests.support.fake_llm import FakeLlmServer

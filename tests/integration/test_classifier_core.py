@@ -11,12 +11,12 @@ import redis
 from services.classifier.core import PostClassifier
 from services.classifier.estimate import estimate_tier_two
 from services.classifier.llm_tier import LlmVerticalClassifier
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.config import LlmSettings
 from shared.embedding import load_text_embedder
 from shared.events import AccountFields, EmbeddedPostUpsert, PostDelete, PostRecord, PostUpsert, SourcePosition, content_hash
-from shared.labelling import TierOneLabeller
 from shared.llm import LlmAnswerCache, LlmClient
-from shared.taxonomy import TaxonomyCatalog
 from tests.conftest import MODEL_CACHE_DIR
 from tests.support.fake_llm import FakeLlmServer
 from tests.support.redis_server import private_redis

@@ -10,8 +10,12 @@ import redis
 from services.classifier.core import PostClassifier
 from services.classifier.feedback import FeedbackLearner
 from services.classifier.llm_tier import LlmVerticalClassifier
-from shared.config import LlmSettings
 from services.indexer.core import PostIndexer, post_point_id
+from shared.classification.feedback import FEEDBACK_STREAM, VerticalFeedback, record_feedback
+from shared.classification.fewshot import FewShotStore
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog, VerticalLabel
+from shared.config import LlmSettings
 from shared.embedding import load_text_embedder
 from shared.events import (
     AccountFields,
@@ -22,11 +26,7 @@ from shared.events import (
     SourcePosition,
     content_hash,
 )
-from shared.feedback import FEEDBACK_STREAM, VerticalFeedback, record_feedback
-from shared.fewshot import FewShotStore
-from shared.labelling import TierOneLabeller
 from shared.llm import LlmClient
-from shared.taxonomy import TaxonomyCatalog, VerticalLabel
 from shared.vectorstore import EdgeVectorStore
 from tests.conftest import MODEL_CACHE_DIR
 from tests.support.fake_llm import FakeLlmServer

@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from services.indexer.core import PostIndexer, post_point_id
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog, VerticalLabel
 from shared.embedding import load_text_embedder
 from shared.events import (
     AccountFields,
@@ -21,8 +23,6 @@ from shared.events import (
     SourcePosition,
     content_hash,
 )
-from shared.labelling import TierOneLabeller
-from shared.taxonomy import TaxonomyCatalog, VerticalLabel
 from shared.vectorstore import EdgeVectorStore, SearchFilter, VerticalCondition
 from tests.conftest import MODEL_CACHE_DIR
 

@@ -15,14 +15,14 @@ import redis
 
 from devstack.processes import start_redis
 from services.indexer.core import post_point_id
+from shared.classification.fewshot import FewShotStore
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.config import PROJECT_ROOT, KafkaSettings
 from shared.embedding import load_text_embedder
 from shared.events import AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition, account_key, encode
-from shared.fewshot import FewShotStore
 from shared.index_registry import IndexRegistry
 from shared.kafka import OutboundMessage, ensure_topics, make_producer, produce_all
-from shared.labelling import TierOneLabeller
-from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import EdgeVectorStore
 from tests.conftest import MODEL_CACHE_DIR, wait_for
 from tests.support.redis_server import free_port, private_redis

@@ -7,9 +7,9 @@ import numpy as np
 from services.indexer.core import post_payload, with_labels
 from services.query.posts import to_hit
 from services.summarizer.core import POST_FIELDS, AccountProfile, PostView
+from shared.classification.taxonomy import TaxonomyCatalog, VerticalLabel
 from shared.events import AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition
 from shared.stored_post import StoredPost, stored_labels
-from shared.taxonomy import TaxonomyCatalog, VerticalLabel
 from shared.vectorstore import ScoredPoint
 
 # The payload keys existing shards hold: renaming one is a data migration, not a refactor.

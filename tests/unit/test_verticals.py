@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from shared.taxonomy import Taxonomy, VerticalLabel
-from shared.verticals import (
+from shared.classification.taxonomy import Taxonomy, VerticalLabel
+from shared.classification.tier_one import (
     NO_LABEL,
     TierOneResult,
     VerticalClassifier,

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import redis
 
-from shared.fewshot import FewShotStore
+from shared.classification.fewshot import FewShotStore
+from shared.classification.taxonomy import Taxonomy, TaxonomyCatalog, VerticalLabel
+from shared.classification.tier_one import EmbedTexts, TierOneResult, VerticalClassifier
 from shared.logging import get_logger
-from shared.taxonomy import Taxonomy, TaxonomyCatalog, VerticalLabel
-from shared.verticals import EmbedTexts, TierOneResult, VerticalClassifier
 
 log = get_logger(__name__)
 
