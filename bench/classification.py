@@ -30,13 +30,13 @@ from demo.generator import generate
 from services.classifier.core import PostClassifier
 from services.classifier.llm_tier import LlmVerticalClassifier
 from services.viability.core import ViabilityRules
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.config import LlmSettings, ModelSettings
 from shared.embedding import default_model_dir, load_text_embedder
 from shared.events import AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition
-from shared.labelling import Tier1Labeller
 from shared.llm import LlmClient
 from shared.spend import read_llm_spend
-from shared.taxonomy import TaxonomyCatalog
 from tests.support.fake_llm import FakeLlmServer, keyword_answerer
 from tests.support.redis_server import private_redis
 
@@ -95,7 +95,7 @@ def run(scale: str, sample: int) -> dict:
     embedder = load_text_embedder(model.model_cache_dir)
     catalog = TaxonomyCatalog.load()
     events = embedded(viable_sample(scale, sample, anchor), embedder.embed)
-    labeller = Tier1Labeller(catalog, embedder.embed)
+    labeller = TierOneLabeller(catalog, embedder.embed)
     with tempfile.TemporaryDirectory() as root, private_redis(Path(root)) as url, FakeLlmServer() as server:
         settings = LlmSettings(llm_base_url=server.base_url, llm_model="bench-judge")
         client_redis = redis.Redis.from_url(url)
@@ -136,7 +136,7 @@ def run(scale: str, sample: int) -> dict:
     return result
 
 
-def _label_share(labeller: Tier1Labeller, events: list[EmbeddedPostUpsert]) -> dict[str, float]:
+def _label_share(labeller: TierOneLabeller, events: list[EmbeddedPostUpsert]) -> dict[str, float]:
     """Share of posts with at least one tier-1 label, per taxonomy."""
     results = labeller.results(np.stack([e.vector() for e in events]))
     counts: dict[str, int] = defaultdict(int)

@@ -134,7 +134,7 @@ def smoke(base_url: str) -> int:
     from shared.config import LlmSettings
     from shared.events import content_hash
     from shared.llm import LlmClient
-    from shared.taxonomy import TaxonomyCatalog
+    from shared.classification.taxonomy import TaxonomyCatalog
 
     taxonomy = TaxonomyCatalog.load().get("default")
     texts = ["My grandmother's lasagna recipe, slow cooked for four hours.",

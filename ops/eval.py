@@ -40,10 +40,10 @@ from ops.eval_core import (
     stratified_split,
     top1_accuracy,
 )
+from shared.classification.calibration import IDENTITY, LabelCalibration, expected_calibration_error, fit_calibration, reliability_table
+from shared.classification.taxonomy import DEFAULT_TAXONOMY_DIR, Taxonomy
+from shared.classification.tier_one import EmbedTexts, VerticalClassifier, label_mask
 from shared.config import PROJECT_ROOT
-from shared.calibration import IDENTITY, LabelCalibration, expected_calibration_error, fit_calibration, reliability_table
-from shared.taxonomy import DEFAULT_TAXONOMY_DIR, Taxonomy
-from shared.verticals import EmbedTexts, VerticalClassifier, label_mask
 
 DEFAULT_RESULTS = PROJECT_ROOT / "eval" / "results"
 EVAL_TAXONOMY_DIR = PROJECT_ROOT / "eval" / "taxonomies"

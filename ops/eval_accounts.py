@@ -41,17 +41,17 @@ from pydantic import BaseModel
 
 from services.indexer.core import PostIndexer
 from services.query.accounts import ACCOUNT_DEPTH, group_by_account
+from services.query.encoding import normalise
 from services.query.index import TenantIndex
 from services.query.posts import to_hits
 from services.summarizer.refresh import AccountRefresher
 from shared.account_vectors import CENTROID_VECTOR, FUSION, FusionWeights, fused_queries
 from shared.auth import DataScope
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.config import PROJECT_ROOT, ModelSettings, SummarizerSettings
-from services.query.encoding import normalise
 from shared.embedding import TextEmbedder, load_text_embedder
 from shared.events import AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition
 from shared.sparse import SparseEncoder
-from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import EdgeVectorStore, ScoredPoint, SearchFilter, SparseVector, VectorStore
 from shared.vectorstore.base import WeightedQuery
 

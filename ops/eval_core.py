@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 import yaml
 
-from shared.verticals import LABEL_MARGIN
+from shared.classification.tier_one import LABEL_MARGIN
 
 
 class EvalDataError(ValueError):
@@ -128,7 +128,7 @@ class QualityReport:
     texts: int
     off_topic_texts: int  # texts about none of the verticals
     off_topic_rejected: float | None  # ... that rightly got no label
-    # Calibration of the decided labels' confidences (shared/calibration.py): expected calibration
+    # Calibration of the decided labels' confidences (shared/classification/calibration.py): expected calibration
     # error of the raw confidence and of the one labels carry, and the latter's reliability table
     # (bin's lower edge, mean confidence, share right, labels).
     labels: int = 0

@@ -28,8 +28,8 @@ import numpy as np
 
 from ops.eval import DEFAULT_RESULTS, CachedEmbedder, load_taxonomy, taxonomy_path, with_changes
 from ops.eval_core import fit_thresholds, gold_matrix, label_metrics, load_labelled, pick_examples, stratified_split
+from shared.classification.tier_one import CONFIDENCE_SCALE, OFF_TOPIC_MARGIN, EmbedTexts, VerticalClassifier, label_mask
 from shared.config import PROJECT_ROOT
-from shared.verticals import CONFIDENCE_SCALE, OFF_TOPIC_MARGIN, EmbedTexts, VerticalClassifier, label_mask
 
 SETS = [("default", PROJECT_ROOT / "eval" / "data" / "creator_posts.jsonl"),
         ("news_topics", PROJECT_ROOT / "eval" / "data" / "bbc_news.jsonl")]

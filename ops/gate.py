@@ -6,7 +6,7 @@
 
 A taxonomy's golden set is the held-out half (seed 0) of its committed labelled set (eval/README.md;
 the other half calibrated its thresholds) plus people's corrections from Redis (the vectors of posts
-someone relabelled, shared/fewshot.py, with the label they gave). Active and candidate are scored on
+someone relabelled, shared/classification/fewshot.py, with the label they gave). Active and candidate are scored on
 the same golden set without those corrections as examples, so neither is helped by them. The
 candidate is refused when its macro F1 is more than ``--tolerance`` below the active version's.
 
@@ -29,11 +29,11 @@ import yaml
 
 from ops.eval import CachedEmbedder, evaluate, load_taxonomy
 from ops.eval_core import EvalDataError, LabelledText, load_labelled, stratified_split
+from shared.classification.fewshot import FewShotStore
+from shared.classification.taxonomy import Taxonomy
+from shared.classification.tier_one import EmbedTexts, VerticalClassifier
 from shared.config import PROJECT_ROOT
-from shared.fewshot import FewShotStore
 from shared.logging import get_logger
-from shared.taxonomy import Taxonomy
-from shared.verticals import EmbedTexts, VerticalClassifier
 
 log = get_logger("ops.gate")
 
@@ -186,7 +186,7 @@ def replay_gate(taxonomy_dir: Path, override: bool, tolerance: float = DEFAULT_T
     directory the classifier reads, against the accepted ones."""
     from shared.config import ModelSettings, RedisSettings
     from shared.embedding import load_text_embedder
-    from shared.taxonomy import TaxonomyCatalog
+    from shared.classification.taxonomy import TaxonomyCatalog
 
     catalog = TaxonomyCatalog.load(taxonomy_dir)
     embed = load_text_embedder(ModelSettings().model_cache_dir).embed

@@ -67,10 +67,10 @@ from shared.events import (
     parse_pipeline_event,
 )
 from shared.index_registry import IndexRegistry, IndexVersion
-from shared.labelling import Tier1Labeller
+from shared.classification.labelling import TierOneLabeller
 from shared.llm import LlmAnswerCache
 from ops.gate import replay_gate
-from shared.taxonomy import TaxonomyCatalog
+from shared.classification.taxonomy import TaxonomyCatalog
 
 CANARY_QUERIES = (
     "easy vegan dinner recipes", "leg day workout at the gym", "budget travel itinerary for europe",
@@ -237,7 +237,7 @@ def _tier_two(kafka: KafkaSettings, offsets: list[TopicPartition], client) -> Ti
             upserts[event.post.id] = event
     model, catalog = ModelSettings(), TaxonomyCatalog.load(TaxonomySettings().taxonomy_dir)
     embedder = load_text_embedder(model.model_cache_dir, intra_op_threads=model.embedding_threads)
-    return estimate_tier_two(list(upserts.values()), Tier1Labeller(catalog, embedder.embed),
+    return estimate_tier_two(list(upserts.values()), TierOneLabeller(catalog, embedder.embed),
                              {t.name: t for t in catalog.all()}, LlmSettings(), LlmAnswerCache(client))
 
 

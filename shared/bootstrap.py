@@ -13,15 +13,15 @@ from dataclasses import dataclass
 import redis
 
 from shared.cache import connect_redis
+from shared.classification.fewshot import FewShotStore
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog
+from shared.classification.tier_one import EmbedTexts
 from shared.config import ClassifierSettings, KafkaSettings, ModelSettings, RedisSettings, VectorStoreSettings
 from shared.embedding import TextEmbedder, load_text_embedder
-from shared.fewshot import FewShotStore
 from shared.index_registry import IndexRegistry, IndexVersion
-from shared.labelling import Tier1Labeller
 from shared.logging import get_logger
-from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import VectorStore, open_vector_store
-from shared.verticals import EmbedTexts
 
 log = get_logger(__name__)
 
@@ -51,9 +51,9 @@ def live_indexer_group(kafka: KafkaSettings) -> str:
 
 
 def open_labeller(embed: EmbedTexts, redis_client: redis.Redis, catalog: TaxonomyCatalog,
-                  settings: ClassifierSettings) -> Tier1Labeller:
+                  settings: ClassifierSettings) -> TierOneLabeller:
     """Tier-1 labels for every taxonomy of the catalog (TAXONOMY_DIR), with people's corrections from Redis."""
-    return Tier1Labeller(catalog, embed, FewShotStore(redis_client), refresh_s=settings.fewshot_refresh_s)
+    return TierOneLabeller(catalog, embed, FewShotStore(redis_client), refresh_s=settings.fewshot_refresh_s)
 
 
 def open_registry(kafka: KafkaSettings, store_settings: VectorStoreSettings,

@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from shared.taxonomy import VerticalLabel
+from shared.classification.taxonomy import VerticalLabel
 
 MAX_TEXT_CHARS = 20_000  # far beyond the 256 tokens the model reads; bounds memory on huge rows
 

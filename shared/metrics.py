@@ -33,7 +33,7 @@ FRESHNESS_SECONDS = Histogram(
     "pipeline_freshness_seconds", "MariaDB commit to indexed", buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300),
 )
 LAST_BATCH_TS = Gauge("pipeline_last_batch_timestamp_seconds", "When a service last processed a batch", ["service"])
-# Drift of tier-1 predictions (shared/verticals.py VerticalDrift): a sliding window per taxonomy.
+# Drift of tier-1 predictions (shared/classification/tier_one.py VerticalDrift): a sliding window per taxonomy.
 VERTICAL_SHARE = Gauge("vertical_predicted_share", "Share of the last N classified posts carrying a vertical "
                        "(vertical '-' = no label)", ["taxonomy", "vertical"])
 VERTICAL_WINDOW = Gauge("vertical_window_posts", "Posts in the drift window", ["taxonomy"])

@@ -28,7 +28,7 @@ from services.cdc.core import (
     InvalidSignal,
     KafkaRecord,
     SnapshotMarker,
-    SnapshotRequest,
+    TableSnapshot,
     advance_gtid_state,
     change_envelope,
     check_columns,
@@ -156,7 +156,7 @@ class ChangeCapture:
         return position
 
     def _snapshot_table(self, connection, table: str, position: BinlogPosition, ts_ms: int,
-                        request: SnapshotRequest | None = None) -> int:
+                        request: TableSnapshot | None = None) -> int:
         marker: SnapshotMarker = "incremental" if request else "true"
         count = 0
         for row in self._select(connection, table, request):
@@ -166,7 +166,7 @@ class ChangeCapture:
             count += 1
         return count
 
-    def _select(self, connection, table: str, request: SnapshotRequest | None) -> Iterator[dict]:
+    def _select(self, connection, table: str, request: TableSnapshot | None) -> Iterator[dict]:
         sql, params = f"SELECT * FROM `{table}`", ()
         if request and request.column:
             placeholders = ", ".join(["%s"] * len(request.values))

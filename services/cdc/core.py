@@ -138,8 +138,9 @@ class InvalidSignal(ValueError):
 
 
 @dataclass(frozen=True)
-class SnapshotRequest:
-    """An ad-hoc incremental snapshot of one table, optionally narrowed to ``column IN values``."""
+class TableSnapshot:
+    """An ad-hoc incremental snapshot of one table, optionally narrowed to ``column IN values``: one table of
+    an ``execute-snapshot`` signal (viability's ``SnapshotRequest`` is what becomes such a signal)."""
 
     table: str
     column: str | None = None
@@ -151,7 +152,7 @@ class SnapshotRequest:
 _FILTER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:=\s*(-?\d+)|IN\s*\(\s*(-?\d+(?:\s*,\s*-?\d+)*)\s*\))\s*$", re.I)
 
 
-def parse_snapshot_signal(value: bytes, *, database: str, tables: set[str]) -> list[SnapshotRequest]:
+def parse_snapshot_signal(value: bytes, *, database: str, tables: set[str]) -> list[TableSnapshot]:
     """Parse a Debezium ``execute-snapshot`` signal into the snapshots it asks for.
 
     The shapes are Debezium's: ``data-collections`` a list of ``db.table`` names, and
@@ -169,7 +170,7 @@ def parse_snapshot_signal(value: bytes, *, database: str, tables: set[str]) -> l
     if not isinstance(collections, list) or not collections or not all(isinstance(c, str) for c in collections):
         raise InvalidSignal(f"data-collections must be a non-empty list of names, not {collections!r}")
     filters = _additional_conditions(data.get("additional-conditions"))
-    return [_snapshot_request(name, filters.get(name), database, tables) for name in collections]
+    return [_table_snapshot(name, filters.get(name), database, tables) for name in collections]
 
 
 def _additional_conditions(conditions: Any) -> dict[str, str]:
@@ -187,22 +188,22 @@ def _additional_conditions(conditions: Any) -> dict[str, str]:
     return filters
 
 
-def check_columns(requests: list[SnapshotRequest], columns_of: Callable[[str], Collection[str]]) -> None:
+def check_columns(requests: list[TableSnapshot], columns_of: Callable[[str], Collection[str]]) -> None:
     """Raise InvalidSignal if a request filters on a column its table does not have."""
     for request in requests:
         if request.column and request.column not in columns_of(request.table):
             raise InvalidSignal(f"unknown column {request.column!r} in table {request.table!r}")
 
 
-def _snapshot_request(collection: str, sql_filter: str | None, database: str, tables: set[str]) -> SnapshotRequest:
+def _table_snapshot(collection: str, sql_filter: str | None, database: str, tables: set[str]) -> TableSnapshot:
     db, _, table = collection.rpartition(".")
     if db not in ("", database) or table not in tables:
         raise InvalidSignal(f"unknown data collection {collection!r}")
     if not sql_filter:
-        return SnapshotRequest(table)
+        return TableSnapshot(table)
     match = _FILTER.match(sql_filter)
     if not match:
         raise InvalidSignal(f"unsupported filter {sql_filter!r}")
     column, single, many = match.groups()
     values = (int(single),) if single is not None else tuple(int(v) for v in many.split(","))
-    return SnapshotRequest(table, column, values)
+    return TableSnapshot(table, column, values)

@@ -16,9 +16,9 @@ from typing import Protocol
 import numpy as np
 
 from services.classifier.llm_tier import PostToLabel, TierTwoResult
+from shared.classification.taxonomy import Taxonomy, VerticalLabel
+from shared.classification.tier_one import TierOneResult
 from shared.events import EmbeddedPostUpsert, PostLabels, content_hash
-from shared.taxonomy import Taxonomy, VerticalLabel
-from shared.verticals import TierOneResult
 
 
 class TierOne(Protocol):

@@ -18,10 +18,10 @@ import numpy as np
 
 from services.classifier.core import TierOne, latest_upserts
 from services.classifier.llm_tier import STAGE, prompt_fingerprint, system_prompt
+from shared.classification.taxonomy import Taxonomy
 from shared.config import LlmSettings
 from shared.events import EmbeddedPostUpsert, content_hash
 from shared.llm import LlmAnswerCache, answer_cache_key, estimate_tokens, truncate_to_tokens
-from shared.taxonomy import Taxonomy
 
 ANSWER_TOKENS_PER_POST = 20  # {"id": n, "labels": [{"vertical": "...", "confidence": 0.9}]}
 PROMPT_TOKENS_PER_POST = 8  # the JSON around each post's text in the request

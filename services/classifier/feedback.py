@@ -32,13 +32,13 @@ import redis
 
 from services.indexer.core import post_point_id
 from shared.auth import DataScope
+from shared.classification.feedback import FEEDBACK_STREAM, VerticalFeedback
+from shared.classification.fewshot import FewShotStore
+from shared.classification.labelling import TierOneLabeller
 from shared.config import KafkaSettings
 from shared.events import PostCorrection, PostRelabel, account_key, encode
-from shared.feedback import FEEDBACK_STREAM, VerticalFeedback
 from shared.index_registry import IndexRegistry
 from shared.kafka import OutboundMessage, make_producer, produce_all
-from shared.fewshot import FewShotStore
-from shared.labelling import Tier1Labeller
 from shared.logging import get_logger
 from shared.metrics import FEEDBACK_APPLIED
 from shared.vectorstore import SearchFilter, VectorStore
@@ -72,7 +72,7 @@ class TopicPublisher:
 
 class FeedbackLearner:
     def __init__(self, client: redis.Redis, store: VectorStore, collection: Callable[[], str],
-                 labeller: Tier1Labeller, fewshot: FewShotStore, publish: LabelEvents, *,
+                 labeller: TierOneLabeller, fewshot: FewShotStore, publish: LabelEvents, *,
                  consumer: str = "learner-1") -> None:
         self.client = client
         self.store = store
@@ -170,7 +170,7 @@ class FeedbackLearner:
 
 
 def start_feedback_learner(client: redis.Redis, store: VectorStore, collection: Callable[[], str],
-                           labeller: Tier1Labeller, publish: LabelEvents, stop: threading.Event) -> threading.Thread:
+                           labeller: TierOneLabeller, publish: LabelEvents, stop: threading.Event) -> threading.Thread:
     learner = FeedbackLearner(client, store, collection, labeller, FewShotStore(client), publish)
     thread = threading.Thread(target=learner.run, args=(stop,), name="feedback-learner", daemon=True)
     thread.start()

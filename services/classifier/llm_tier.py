@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from shared.classification.taxonomy import Taxonomy, VerticalLabel
 from shared.llm import LlmClient, LlmError, MalformedAnswer, Shares, truncate_to_tokens
 from shared.logging import get_logger
 from shared.metrics import LLM_LABELS_DROPPED, LLM_POSTS
 from shared.spend import NO_VERTICAL
-from shared.taxonomy import Taxonomy, VerticalLabel
 
 log = get_logger(__name__)
 

@@ -24,6 +24,8 @@ from services.classifier.core import ClassifiedBatch, PostClassifier
 from services.classifier.llm_tier import LlmVerticalClassifier
 from shared.bootstrap import live_indexer_group, load_embedder, open_labeller
 from shared.cache import connect_redis
+from shared.classification.taxonomy import TaxonomyCatalog
+from shared.classification.tier_one import VerticalDrift
 from shared.config import (
     ClassifierSettings,
     KafkaSettings,
@@ -42,9 +44,7 @@ from shared.kafka import BatchLoop, BatchResult, OutboundMessage, ensure_topics,
 from shared.llm import LlmClient
 from shared.logging import configure_logging, get_logger
 from shared.metrics import CLASSIFIER_OPINIONS, CLASSIFIER_POSTS, STAGE_SECONDS
-from shared.taxonomy import TaxonomyCatalog
 from shared.version_loops import VersionLoops
-from shared.verticals import VerticalDrift
 
 log = get_logger("classifier")
 

@@ -12,6 +12,7 @@ follow later; it replaces that taxonomy's tier-1 labels while the post's text st
 People's corrections (``post.correction``) and the relabelling of their neighbours (``post.relabel``)
 arrive on the same keyed topic and are written here too: the indexer is the only writer of a post's
 point, so no label is lost between a read of the stored payload and the write of the whole point.
+How the tiers' labels merge is shared/classification/merging.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ from typing import Protocol
 import numpy as np
 
 from services.indexer.deleted import DeletedVersions, purge_record_id
+from shared.classification.merging import (
+    LabelChange,
+    keep_second_opinions,
+    label_change_result,
+    replace_taxonomy_labels,
+)
+from shared.classification.taxonomy import VerticalLabel, verticals_payload
 from shared.events import (
     AccountPurge,
     EmbeddedPostUpsert,
@@ -36,14 +44,13 @@ from shared.events import (
 )
 from shared.metrics import FRESHNESS_SECONDS, INDEX_OPERATIONS
 from shared.sparse import SPARSE_MODEL_ID, SparseEncoder
-from shared.taxonomy import VerticalLabel, verticals_payload
+from shared.stored_post import StoredPost, stored_labels
 from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
 
 PAYLOAD_TEXT_CHARS = 4_000  # what a result card shows; the vector already saw the full text
 DELETED_VERSION_RETENTION_S = 37 * 86_400  # INDEXER_DELETED_VERSION_RETENTION_DAYS' default
 
 IndexEvent = EmbeddedPostUpsert | PostDelete | AccountPurge | PostLabels | PostCorrection | PostRelabel
-LabelChange = PostCorrection | PostRelabel
 
 
 class Labeller(Protocol):
@@ -58,33 +65,21 @@ def post_point_id(post_id: int) -> str:
 
 
 def post_payload(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None) -> dict:
-    post, account = event.post, event.account
-    return {
-        "post_id": post.id,
-        "account_id": post.account_id,
-        "platform": post.platform,
-        "title": post.title,
-        "description": (post.description or "")[:PAYLOAD_TEXT_CHARS],
-        "url": post.url,
-        "published_at": post.published_at,
-        "views": post.views,
-        "likes": post.likes,
-        "comments": post.comments,
-        "handle": account.handle,
-        "display_name": account.display_name,
-        "followers": account.followers,
-        "model_id": event.model_id,
-        "source_ts_ms": event.position.ts_ms,
-        "source_gtid": event.position.gtid,
+    post, account, position = event.post, event.account, event.position
+    return StoredPost(
+        post_id=post.id, account_id=post.account_id, platform=post.platform, title=post.title,
+        description=(post.description or "")[:PAYLOAD_TEXT_CHARS], url=post.url, published_at=post.published_at,
+        views=post.views, likes=post.likes, comments=post.comments,
+        handle=account.handle, display_name=account.display_name, followers=account.followers,
+        model_id=event.model_id,
         # Commit -> written, measured per point: the query API's status reports freshness from these
         # two (snapshot reads excluded: their ts_ms is when the snapshot read the row, not a commit).
-        "source_snapshot": event.position.snapshot,
-        "indexed_at_ms": indexed_at_ms if indexed_at_ms is not None else int(time.time() * 1000),
-        "sparse_model_id": SPARSE_MODEL_ID,
-        "source_version": event.position.order_key(),
+        source_ts_ms=position.ts_ms, source_gtid=position.gtid, source_snapshot=position.snapshot,
+        indexed_at_ms=indexed_at_ms if indexed_at_ms is not None else int(time.time() * 1000),
+        sparse_model_id=SPARSE_MODEL_ID, source_version=position.order_key(),
         # What the labels were decided from: a tier-2 opinion about other text is not applied.
-        "content_hash": content_hash(post.embedding_text()),
-    }
+        content_hash=content_hash(post.embedding_text()),
+    ).payload()
 
 
 @dataclass
@@ -106,29 +101,6 @@ def post_point(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None) -> P
 
 def with_labels(payload: dict, labels: Sequence[VerticalLabel]) -> dict:
     return {**payload, **verticals_payload(labels)}
-
-
-def stored_labels(payload: Mapping) -> list[VerticalLabel]:
-    return [VerticalLabel.model_validate(v) for v in payload.get("verticals") or [] if isinstance(v, dict)]
-
-
-def replace_taxonomy_labels(labels: Sequence[VerticalLabel], taxonomy: str,
-                            replacement: Sequence[VerticalLabel]) -> list[VerticalLabel]:
-    return [label for label in labels if label.taxonomy != taxonomy] + list(replacement)
-
-
-def keep_second_opinions(new: Sequence[VerticalLabel], stored: Sequence[VerticalLabel],
-                         versions: Mapping[str, str]) -> list[VerticalLabel]:
-    """Re-indexing the same text (a views update, a redelivery) must not forget what an LLM or a person
-    said: their labels of still-current taxonomy versions replace the fresh tier-1 labels of that
-    taxonomy (a person's correction also keeps the taxonomy's other labels it left in place)."""
-    corrected = {label.taxonomy for label in stored if label.tier == "human"}
-    opinions = [label for label in stored if (label.tier == "llm" or label.taxonomy in corrected)
-                and versions.get(label.taxonomy) == label.version]
-    labels = list(new)
-    for taxonomy in {label.taxonomy for label in opinions}:
-        labels = replace_taxonomy_labels(labels, taxonomy, [o for o in opinions if o.taxonomy == taxonomy])
-    return labels
 
 
 @cache
@@ -254,12 +226,12 @@ class PostIndexer:
         absent = [pid for pid in step.upserts if pid not in stored]
         if not absent:
             return
-        account_of = {pid: step.upserts[pid].payload["account_id"] for pid in absent}
-        remembered = self.deleted.versions([*absent, *map(purge_record_id, set(account_of.values()))])
+        account_by_post = {pid: step.upserts[pid].payload["account_id"] for pid in absent}
+        remembered = self.deleted.versions([*absent, *map(purge_record_id, set(account_by_post.values()))])
         for pid in absent:
             version = step.upserts[pid].payload["source_version"]
             if (_not_newer(version, remembered.get(pid))
-                    or _not_newer(version, remembered.get(purge_record_id(account_of[pid])))):
+                    or _not_newer(version, remembered.get(purge_record_id(account_by_post[pid])))):
                 del step.upserts[pid]
                 INDEX_OPERATIONS.labels(op="deleted_skipped").inc()
 
@@ -319,24 +291,6 @@ class PostIndexer:
             changed.add(pid)
         self.store.set_payloads(self.collection, {pid: verticals_payload(labels[pid][1]) for pid in changed})
         INDEX_OPERATIONS.labels(op="corrections").inc(len(changed))
-
-
-def label_change_result(change: LabelChange, labels: Sequence[VerticalLabel],
-                        versions: Mapping[str, str]) -> list[VerticalLabel]:
-    if isinstance(change, PostRelabel):
-        return keep_second_opinions(change.labels, labels, versions)
-    return apply_correction(labels, change, versions.get(change.taxonomy, change.taxonomy_version))
-
-
-def apply_correction(labels: Sequence[VerticalLabel], correction: PostCorrection, version: str) -> list[VerticalLabel]:
-    """The post's labels after a person said ``vertical`` is wrong (and maybe what is right): the wrong
-    one goes, the right one is added as the person's; the taxonomy's other labels stay."""
-    dropped = {correction.vertical, correction.correct_vertical}
-    kept = [label for label in labels if label.taxonomy == correction.taxonomy and label.vertical not in dropped]
-    if correction.correct_vertical is not None:
-        kept.append(VerticalLabel(taxonomy=correction.taxonomy, vertical=correction.correct_vertical, confidence=1.0,
-                                  version=version, tier="human"))
-    return replace_taxonomy_labels(labels, correction.taxonomy, kept)
 
 
 def _corrected_by_a_person(payload: Mapping, taxonomy: str) -> bool:

@@ -16,6 +16,7 @@ from services.classifier.feedback import TopicPublisher, start_feedback_learner
 from services.indexer.service import indexer_versions
 from shared.bootstrap import load_embedder, open_labeller, open_registry_without_redis, open_store
 from shared.cache import connect_redis
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.config import (
     ClassifierSettings,
     KafkaSettings,
@@ -27,7 +28,6 @@ from shared.config import (
 )
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.logging import configure_logging
-from shared.taxonomy import TaxonomyCatalog
 
 
 def main() -> None:

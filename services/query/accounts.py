@@ -31,7 +31,7 @@ from services.query.models.posts import PostHit
 from services.query.posts import DEFAULT_LABEL_FLOOR, FACET_LIMIT, to_hits, vertical_condition
 from services.query.timing import StageClock
 from shared.account_vectors import fused_queries
-from shared.taxonomy import TaxonomyCatalog, split_label_key
+from shared.classification.taxonomy import TaxonomyCatalog, split_label_key
 from shared.vectorstore import ScoredPoint, SearchFilter
 
 # Candidates of each of the account views (centroid, themes, summary) before their scores are added up:
@@ -42,7 +42,7 @@ TOP_POSTS = 5  # most viewed posts on an account's page
 
 
 
-def account_of(payload: dict) -> Account | None:
+def account_from_payload(payload: dict) -> Account | None:
     try:
         return Account.model_validate(payload)
     except ValidationError:
@@ -106,7 +106,7 @@ class AccountSearch:
         flt = SearchFilter(account_id=[account_id])
         with clock.stage("fetch"):
             top = posts.top(flt, TOP_POSTS, order_by="views")
-            account = account_of(top[0].payload) if top else None
+            account = account_from_payload(top[0].payload) if top else None
             if account is None:
                 raise not_found(f"account {account_id}")
             post_count = posts.count(flt)
@@ -124,7 +124,7 @@ class AccountSearch:
                 for (t, v), n in found if catalog.is_enabled(t, v)]
 
     def _summary_hit(self, point: ScoredPoint) -> AccountHit | None:
-        account = account_of(point.payload)
+        account = account_from_payload(point.payload)
         if account is None:
             return None
         return AccountHit(account=account, score=point.score, matching_posts=0,

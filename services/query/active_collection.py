@@ -12,12 +12,12 @@ import threading
 import redis
 
 from shared.embedding import LIVE_MODEL_VARIANT
+from shared.events import EMBEDDING_DIM
 from shared.index_registry import IndexRegistry, IndexVersion
 from shared.logging import get_logger
 from shared.vectorstore import VectorStore
 
 log = get_logger("query.collections")
-EMBEDDING_DIM = 384
 
 
 class ActiveCollection:

@@ -40,7 +40,7 @@ from shared.config import (
 )
 from shared.logging import configure_logging, get_logger
 from shared.sparse import SparseEncoder
-from shared.taxonomy import TaxonomyCatalog
+from shared.classification.taxonomy import TaxonomyCatalog
 
 log = get_logger("query")
 LOCAL_WORKERS = ("cdc", "viability", "embedder", "classifier")  # devstack order: ops ports are query_port + 1..4

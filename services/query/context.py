@@ -8,15 +8,16 @@ from dataclasses import dataclass, field
 import redis
 
 from services.query.accounts import AccountSearch
-from services.query.active_collection import EMBEDDING_DIM, ActiveCollection
+from services.query.active_collection import ActiveCollection
 from services.query.index import TenantIndex
 from services.query.posts import PostSearch
 from services.query.status import PipelineStatus
-from shared.auth import ApiKeyStore, DataScope, RateLimiter
-from shared.embedding import LIVE_MODEL_VARIANT
-from shared.index_registry import accounts_collection_for
-from shared.taxonomy import TaxonomyCatalog
 from shared.account_vectors import ACCOUNTS_LAYOUT
+from shared.auth import ApiKeyStore, DataScope, RateLimiter
+from shared.classification.taxonomy import TaxonomyCatalog
+from shared.embedding import LIVE_MODEL_VARIANT
+from shared.events import EMBEDDING_DIM
+from shared.index_registry import accounts_collection_for
 from shared.vectorstore import VectorStore
 from shared.vectorstore.base import LayoutMismatch
 

@@ -18,6 +18,7 @@ from services.query.context import QueryContext
 from services.query.main import serve
 from services.summarizer.service import SummarizerConfig, start_summarizer
 from shared.bootstrap import open_labeller, open_registry
+from shared.classification.labelling import TierOneLabeller
 from shared.config import (
     ClassifierSettings,
     KafkaSettings,
@@ -27,14 +28,13 @@ from shared.config import (
     TaxonomySettings,
     VectorStoreSettings,
 )
-from shared.labelling import Tier1Labeller
 from shared.logging import get_logger
 
 log = get_logger("query")
 
 
 def start_indexer(context: QueryContext, stop: threading.Event, kafka: KafkaSettings,
-                  store_settings: VectorStoreSettings, labeller: Tier1Labeller) -> threading.Thread:
+                  store_settings: VectorStoreSettings, labeller: TierOneLabeller) -> threading.Thread:
     """One indexer loop per registered index version (the live one, and any replay being built)."""
     thread = threading.Thread(target=run_indexers, args=(context, stop, kafka, store_settings, labeller),
                               name="indexer-supervisor", daemon=True)
@@ -43,7 +43,7 @@ def start_indexer(context: QueryContext, stop: threading.Event, kafka: KafkaSett
 
 
 def run_indexers(context: QueryContext, stop: threading.Event, kafka: KafkaSettings,
-                 store_settings: VectorStoreSettings, labeller: Tier1Labeller) -> None:
+                 store_settings: VectorStoreSettings, labeller: TierOneLabeller) -> None:
     """The supervisor fails when Redis (its registry) does; a standalone indexer would then be restarted
     by Kubernetes, so here it is restarted in place. Offsets were committed only after writes, so the
     restarted loops resume where the store is."""

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shared.auth import DataScope
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.embedding import LIVE_MODEL_VARIANT
-from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import FacetCount, ScoredPoint, SearchFilter, SparseVector, VectorStore, point_id
 from shared.vectorstore.base import WeightedQuery
 

@@ -24,12 +24,13 @@ from services.query.models.posts import (
     VerticalFilter,
 )
 from services.query.timing import StageClock
+from shared.classification.taxonomy import TaxonomyCatalog, split_label_key
 from shared.logging import get_logger
-from shared.taxonomy import TaxonomyCatalog, split_label_key
+from shared.stored_post import PostCard, StoredPost
 from shared.vectorstore import ScoredPoint, SearchFilter, VerticalCondition
 
 log = get_logger("query.posts")
-# A label shown at calibrated confidence p is right about p of the time (shared/calibration.py):
+# A label shown at calibrated confidence p is right about p of the time (shared/classification/calibration.py):
 # under 0.5 it is more often wrong than right. QuerySettings.label_confidence_floor overrides it.
 DEFAULT_LABEL_FLOOR = 0.5
 FACET_LIMIT = 200  # distinct values returned per facet: every platform, every label of a few taxonomies
@@ -75,21 +76,15 @@ def post_filter(filters: PostFilters, catalog: TaxonomyCatalog, label_floor: flo
 def to_hit(point: ScoredPoint, catalog: TaxonomyCatalog, label_floor: float = 0.0) -> PostHit | None:
     """None for a point whose payload is not a post (logged): one odd point must not fail a search.
     Labels of switched-off verticals and labels under ``label_floor`` confidence are not shown."""
-    payload = dict(point.payload)
-    payload["verticals"] = [v for v in payload.get("verticals") or []
-                            if isinstance(v, dict) and catalog.is_enabled(v.get("taxonomy", ""), v.get("vertical", ""))
-                            and _confidence(v) >= label_floor]
     try:
-        post = Post.model_validate(payload)
+        stored = StoredPost.from_payload(point.payload)
     except ValidationError as exc:
         log.warning("point payload is not a post", point_id=point.id, error=str(exc))
         return None
+    shown = [label.model_dump() for label in stored.verticals
+             if catalog.is_enabled(label.taxonomy, label.vertical) and label.confidence >= label_floor]
+    post = Post.model_validate({**stored.model_dump(include=set(PostCard.model_fields)), "verticals": shown})
     return PostHit(id=point.id, post_id=post.post_id, score=point.score, post=post)
-
-
-def _confidence(label: dict) -> float:
-    value = label.get("confidence")
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def to_hits(points: list[ScoredPoint], catalog: TaxonomyCatalog, label_floor: float = 0.0) -> list[PostHit]:

@@ -31,6 +31,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from shared.stored_post import PostCard, StoredPost
+
 # Bump when what a summary contains changes: stored summaries of an older format are recomputed
 # on their account's next trigger instead of living on in the old shape.
 SUMMARY_FORMAT = 1
@@ -42,9 +44,8 @@ NEAR_DUPLICATE = 0.95  # cosine above which two representatives say the same thi
 MIN_THEME_SHARE = 0.02  # a theme of fewer posts is an outlier, not something the account is about
 MIN_VERTICAL_SHARE = 0.05  # account-level labels (for filters) need at least this share of posts
 
-# Payload keys of an indexed post the summary reads (scroll only these).
-POST_FIELDS = ("post_id", "account_id", "platform", "handle", "display_name", "followers", "title",
-               "description", "published_at", "views", "likes", "comments", "verticals")
+# Payload keys of an indexed post the summary reads (scroll only these): the card and its labels.
+POST_FIELDS = (*PostCard.model_fields, "verticals")
 
 # Words of 3+ characters (inner apostrophes and hyphens kept) and hashtags; short ones never match.
 _TOKEN = re.compile(r"#?[^\W_][\w'-]+[^\W_]")
@@ -79,12 +80,13 @@ class PostView:
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> PostView:
-        labels = tuple((str(v["taxonomy"]), str(v["vertical"]), float(v.get("confidence", 0.0)))
-                       for v in payload.get("verticals") or () if isinstance(v, Mapping) and "vertical" in v)
-        return cls(post_id=int(payload["post_id"]), title=str(payload.get("title") or ""),
-                   description=str(payload.get("description") or ""), published_at=int(payload["published_at"]),
-                   views=int(payload.get("views") or 0), likes=int(payload.get("likes") or 0),
-                   comments=int(payload.get("comments") or 0), labels=labels)
+        return cls.from_stored(StoredPost.from_payload(payload))
+
+    @classmethod
+    def from_stored(cls, post: StoredPost) -> PostView:
+        return cls(post_id=post.post_id, title=post.title, description=post.description,
+                   published_at=post.published_at, views=post.views, likes=post.likes, comments=post.comments,
+                   labels=tuple((v.taxonomy, v.vertical, v.confidence) for v in post.verticals))
 
     @property
     def text(self) -> str:
@@ -101,8 +103,12 @@ class AccountProfile(BaseModel):
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> AccountProfile:
         """The account as its newest post's payload describes it (posts carry the account fields)."""
-        return cls.model_validate({k: payload.get(k) for k in ("account_id", "platform", "handle", "display_name")}
-                                  | {"followers": payload.get("followers") or 0})
+        return cls.from_stored(StoredPost.from_payload(payload))
+
+    @classmethod
+    def from_stored(cls, post: StoredPost) -> AccountProfile:
+        return cls(account_id=post.account_id, platform=post.platform, handle=post.handle,
+                   display_name=post.display_name, followers=post.followers)
 
 
 @dataclass(frozen=True)

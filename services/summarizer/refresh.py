@@ -38,13 +38,14 @@ from services.summarizer.core import (
 from services.summarizer.dirty import ClaimedAccount, DirtyAccounts
 from services.summarizer.llm_tier import LlmSummary, LlmSummaryWriter
 from shared.account_vectors import ACCOUNTS_LAYOUT, THEMES, AccountVectors, account_vectors
+from shared.classification.taxonomy import label_key
 from shared.config import SummarizerSettings
 from shared.embedding import TextEmbedder
 from shared.events import EMBEDDING_DIM, AccountPurge, EmbeddedPostUpsert, PostDelete
 from shared.logging import get_logger
 from shared.metrics import SUMMARY_BACKLOG, SUMMARY_REFRESHES, SUMMARY_SECONDS
 from shared.sparse import SparseEncoder
-from shared.taxonomy import label_key
+from shared.stored_post import StoredPost
 from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
 from shared.vectorstore.base import LayoutMismatch
 
@@ -186,10 +187,11 @@ class AccountRefresher:
         with_vectors = [p for p in points if p.id in vectors]  # a post deleted between the two reads
         if not with_vectors:
             raise LookupError(f"account {account_id}: its posts vanished while being read")
-        newest = max(with_vectors, key=lambda p: (p.payload["published_at"], p.payload["post_id"]))
-        posts = [PostView.from_payload(p.payload) for p in with_vectors]
+        stored = [StoredPost.from_payload(p.payload) for p in with_vectors]
+        newest = max(stored, key=lambda p: (p.published_at, p.post_id))
+        posts = [PostView.from_stored(p) for p in stored]
         matrix = np.asarray([vectors[p.id] for p in with_vectors], dtype=np.float32)
-        summary = summarize(AccountProfile.from_payload(newest.payload), posts, matrix, now_ms=now_ms,
+        summary = summarize(AccountProfile.from_stored(newest), posts, matrix, now_ms=now_ms,
                             background=self.background(), options=self.options, label_enabled=self.label_enabled)
         vectors = self.vectors(posts, matrix)
         if self.llm is None:
@@ -213,7 +215,7 @@ class AccountRefresher:
             "summary": f"{llm.text}\n\n{summary.text}" if llm else summary.text,
             "summary_source": "llm" if llm else "extractive",
             "summary_llm_model": llm.model if llm else None,
-            # The label contract of posts (shared.taxonomy), so the API's vertical filters work on accounts.
+            # The label contract of posts (shared.classification.taxonomy), so the API's vertical filters work on accounts.
             "verticals": labels,
             "vertical_labels": sorted({label_key(v["taxonomy"], v["vertical"]) for v in labels}),
             "summary_format": SUMMARY_FORMAT,

@@ -16,9 +16,10 @@ from confluent_kafka import Message
 
 from services.summarizer.dirty import DirtyAccounts
 from services.summarizer.llm_tier import LlmSummaryWriter
-from services.summarizer.refresh import EMBEDDING_DIM, AccountRefresher, SummaryWorker, TouchedAccounts
+from services.summarizer.refresh import AccountRefresher, SummaryWorker, TouchedAccounts
 from shared.bootstrap import open_registry
 from shared.cache import connect_redis
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.config import (
     KafkaSettings,
     LlmSettings,
@@ -29,15 +30,14 @@ from shared.config import (
     dlq_topic,
 )
 from shared.embedding import TextEmbedder
-from shared.events import MalformedEvent, parse_embedded_topic_event
+from shared.events import EMBEDDING_DIM, MalformedEvent, parse_embedded_topic_event
 from shared.health import Heartbeat
 from shared.index_registry import IndexRegistry, IndexVersion, accounts_collection_for
 from shared.kafka import BatchLoop, BatchResult, ensure_topics, make_consumer, make_producer
 from shared.llm import build_llm_client
 from shared.logging import get_logger
-from shared.taxonomy import TaxonomyCatalog
-from shared.version_loops import VersionLoops
 from shared.vectorstore import VectorStore
+from shared.version_loops import VersionLoops
 
 log = get_logger("summarizer")
 MAX_ACCOUNTS = 1_000_000  # facet limit when every account is marked due (the large demo has ~17,000)
@@ -56,10 +56,10 @@ class SummarizerService:
 
 def with_account(message: Message) -> tuple[int, object]:
     event = parse_embedded_topic_event(message.value())
-    return account_of(event, message.key()), event
+    return account_id_of(event, message.key()), event
 
 
-def account_of(event: object, key: bytes | None) -> int:
+def account_id_of(event: object, key: bytes | None) -> int:
     """The event's account: from the event, else from the message key ({"account_id": ...})."""
     post = getattr(event, "post", None)
     account_id = post.account_id if post is not None else getattr(event, "account_id", None)

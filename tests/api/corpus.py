@@ -15,18 +15,18 @@ import redis
 from demo.generator import AccountRow, PostRow, generate
 from services.indexer.core import plan_writes
 from services.query.accounts import AccountSearch
-from services.query.active_collection import EMBEDDING_DIM, ActiveCollection
+from services.query.active_collection import ActiveCollection
 from services.query.context import QueryContext
 from services.query.encoding import QueryEncoder
 from services.query.posts import PostSearch
 from services.query.status import PipelineStatus
 from shared.auth import ApiKeyStore, RateLimiter
 from shared.cache import EmbeddingCache
+from shared.classification.taxonomy import TaxonomyCatalog, VerticalLabel, verticals_payload
 from shared.config import PROJECT_ROOT, KafkaSettings
 from shared.embedding import TextEmbedder, load_text_embedder
-from shared.events import AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition
+from shared.events import EMBEDDING_DIM, AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition
 from shared.sparse import SparseEncoder
-from shared.taxonomy import TaxonomyCatalog, VerticalLabel, verticals_payload
 from shared.vectorstore import EdgeVectorStore, PointRecord, VectorStore
 from tests.conftest import MODEL_CACHE_DIR
 

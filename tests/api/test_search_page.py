@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from shared.feedback import read_feedback
+from shared.classification.feedback import read_feedback
 from tests.conftest import ARTIFACTS_DIR
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from shared.classification.feedback import FEEDBACK_STREAM, read_feedback
 from shared.config import PROJECT_ROOT
-from shared.feedback import FEEDBACK_STREAM, read_feedback
 
 
 @pytest.fixture

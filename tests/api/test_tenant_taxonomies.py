@@ -16,10 +16,10 @@ from services.classifier.feedback import FeedbackLearner
 from services.indexer.core import PostIndexer
 from services.query.app import QuerySettings, create_app
 from shared.auth import DataScope, Scope
+from shared.classification.fewshot import FewShotStore
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.config import PROJECT_ROOT
-from shared.fewshot import FewShotStore
-from shared.labelling import Tier1Labeller
-from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import EdgeVectorStore
 from tests.api.conftest import UNLIMITED
 from tests.api.corpus import _event, build_context
@@ -62,7 +62,7 @@ def _world(root: Path, corpus, embedder, infra, kafka_settings, *, with_tenant_t
     client = redis.Redis(host="127.0.0.1", port=infra.config.redis_port, db=7)  # examples and stream of its own
     client.flushdb()
     taxonomies = _taxonomies(root / "taxonomies", with_tenant_taxonomy)
-    labeller = Tier1Labeller(TaxonomyCatalog.load(taxonomies), embedder.embed, FewShotStore(client), refresh_s=3600)
+    labeller = TierOneLabeller(TaxonomyCatalog.load(taxonomies), embedder.embed, FewShotStore(client), refresh_s=3600)
     store = EdgeVectorStore(root / "qdrant")
     indexer = PostIndexer(store, "posts", 384, labeller)
     rows = list(corpus.posts.values())

@@ -23,10 +23,10 @@ from demo.generator import generate
 from demo.seed import seed_database
 from devstack.processes import apply_schema
 from devstack.stack import LocalStack
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.embedding import load_text_embedder
 from shared.events import PostRecord
-from shared.labelling import Tier1Labeller
-from shared.taxonomy import TaxonomyCatalog
 from tests.conftest import MODEL_CACHE_DIR, api_headers, wait_for
 from tests.e2e.source_of_truth import VIABLE_POSTS_SQL
 from tests.support.fake_llm import FakeLlmServer
@@ -162,7 +162,7 @@ def test_posts_are_labelled_by_tier_one_and_unsure_ones_by_the_llm(pipeline):
     # Tier 2: a post tier 1 is unsure about goes to the LLM, whose answer replaces tier 1's labels
     # of that taxonomy. The test LLM labels a post with every vertical whose name is in its text.
     catalog = TaxonomyCatalog.load()
-    labeller = Tier1Labeller(catalog, load_text_embedder(MODEL_CACHE_DIR).embed)
+    labeller = TierOneLabeller(catalog, load_text_embedder(MODEL_CACHE_DIR).embed)
     # Two verticals named side by side make close calls, the surest way to an unsure tier 1.
     names = sorted({v.name for t in catalog.all() for v in t.verticals if v.enabled and "_" not in v.name})
     candidates = [f"Today's vlog: a bit of {a} and a bit of {b}" for i, a in enumerate(names) for b in names[i + 1:]]

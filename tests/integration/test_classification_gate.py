@@ -13,9 +13,9 @@ import yaml
 
 from ops.eval import CachedEmbedder, load_taxonomy
 from ops.gate import accepted, golden_set, main, replay_gate
+from shared.classification.fewshot import FewShotStore
 from shared.config import PROJECT_ROOT
 from shared.embedding import load_text_embedder
-from shared.fewshot import FewShotStore
 from tests.conftest import MODEL_CACHE_DIR
 
 DEFAULT_TAXONOMY = PROJECT_ROOT / "config" / "taxonomies" / "default.yaml"

@@ -11,12 +11,12 @@ import redis
 from services.classifier.core import PostClassifier
 from services.classifier.estimate import estimate_tier_two
 from services.classifier.llm_tier import LlmVerticalClassifier
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.config import LlmSettings
 from shared.embedding import load_text_embedder
 from shared.events import AccountFields, EmbeddedPostUpsert, PostDelete, PostRecord, PostUpsert, SourcePosition, content_hash
-from shared.labelling import Tier1Labeller
 from shared.llm import LlmAnswerCache, LlmClient
-from shared.taxonomy import TaxonomyCatalog
 from tests.conftest import MODEL_CACHE_DIR
 from tests.support.fake_llm import FakeLlmServer
 from tests.support.redis_server import private_redis
@@ -60,7 +60,7 @@ def events(embedder) -> list[EmbeddedPostUpsert]:
 
 
 def test_only_unsure_posts_go_to_the_llm_and_each_answer_becomes_an_opinion(embedder, redis_client, catalog):
-    labeller = Tier1Labeller(catalog, embedder.embed)
+    labeller = TierOneLabeller(catalog, embedder.embed)
     batch_events = events(embedder)
     unsure = {e.post.id for e, results in zip(batch_events, labeller.results(
         [e.vector() for e in batch_events]), strict=True) if any(r.uncertain for r in results)}
@@ -91,7 +91,7 @@ def test_only_unsure_posts_go_to_the_llm_and_each_answer_becomes_an_opinion(embe
 
 
 def test_without_an_llm_nothing_is_sent_but_the_unsure_share_is_measured(embedder, catalog):
-    classifier = PostClassifier(Tier1Labeller(catalog, embedder.embed), {t.name: t for t in catalog.all()})
+    classifier = PostClassifier(TierOneLabeller(catalog, embedder.embed), {t.name: t for t in catalog.all()})
     batch = classifier.process(events(embedder))
     assert batch.opinions == [] and batch.posts == len(TEXTS) and sum(batch.uncertain.values()) > 0
 
@@ -99,13 +99,13 @@ def test_without_an_llm_nothing_is_sent_but_the_unsure_share_is_measured(embedde
 def test_only_the_latest_version_of_a_post_in_a_batch_is_judged(embedder, catalog):
     first, *_ = events(embedder)
     edited = first.model_copy(update={"post": first.post.model_copy(update={"title": "edited"})})
-    batch = PostClassifier(Tier1Labeller(catalog, embedder.embed), {t.name: t for t in catalog.all()}).process(
+    batch = PostClassifier(TierOneLabeller(catalog, embedder.embed), {t.name: t for t in catalog.all()}).process(
         [first, edited])
     assert batch.posts == 1
 
 
 def test_the_dry_run_estimate_prices_only_unsure_posts_not_yet_answered(embedder, redis_client, catalog):
-    labeller, batch_events = Tier1Labeller(catalog, embedder.embed), events(embedder)
+    labeller, batch_events = TierOneLabeller(catalog, embedder.embed), events(embedder)
     taxonomies = {t.name: t for t in catalog.all()}
     with FakeLlmServer() as server:
         settings = LlmSettings(llm_base_url=server.base_url, llm_model="estimate-judge", llm_batch_size=4)

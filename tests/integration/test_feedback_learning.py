@@ -10,8 +10,12 @@ import redis
 from services.classifier.core import PostClassifier
 from services.classifier.feedback import FeedbackLearner
 from services.classifier.llm_tier import LlmVerticalClassifier
-from shared.config import LlmSettings
 from services.indexer.core import PostIndexer, post_point_id
+from shared.classification.feedback import FEEDBACK_STREAM, VerticalFeedback, record_feedback
+from shared.classification.fewshot import FewShotStore
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog, VerticalLabel
+from shared.config import LlmSettings
 from shared.embedding import load_text_embedder
 from shared.events import (
     AccountFields,
@@ -22,11 +26,7 @@ from shared.events import (
     SourcePosition,
     content_hash,
 )
-from shared.feedback import FEEDBACK_STREAM, VerticalFeedback, record_feedback
-from shared.fewshot import FewShotStore
-from shared.labelling import Tier1Labeller
 from shared.llm import LlmClient
-from shared.taxonomy import TaxonomyCatalog, VerticalLabel
 from shared.vectorstore import EdgeVectorStore
 from tests.conftest import MODEL_CACHE_DIR
 from tests.support.fake_llm import FakeLlmServer
@@ -48,7 +48,7 @@ def world(infra, tmp_path, embedder):
     client = redis.Redis(host="127.0.0.1", port=infra.config.redis_port, db=5)  # a database of its own
     client.flushdb()
     fewshot = FewShotStore(client)
-    labeller = Tier1Labeller(TaxonomyCatalog.load(), embedder.embed, fewshot, refresh_s=3600)
+    labeller = TierOneLabeller(TaxonomyCatalog.load(), embedder.embed, fewshot, refresh_s=3600)
     store = EdgeVectorStore(tmp_path / "edge")
     indexer = PostIndexer(store, "posts", 384, labeller)
     # the learner's label events go to the indexer (here directly; in production through the keyed topic)

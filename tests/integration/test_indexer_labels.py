@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from services.indexer.core import PostIndexer, post_point_id
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog, VerticalLabel
 from shared.embedding import load_text_embedder
 from shared.events import (
     AccountFields,
@@ -21,8 +23,6 @@ from shared.events import (
     SourcePosition,
     content_hash,
 )
-from shared.labelling import Tier1Labeller
-from shared.taxonomy import TaxonomyCatalog, VerticalLabel
 from shared.vectorstore import EdgeVectorStore, SearchFilter, VerticalCondition
 from tests.conftest import MODEL_CACHE_DIR
 
@@ -40,7 +40,7 @@ def embedder():
 
 
 @pytest.fixture(scope="module")
-def labeller(embedder, tmp_path_factory) -> Tier1Labeller:
+def labeller(embedder, tmp_path_factory) -> TierOneLabeller:
     directory = tmp_path_factory.mktemp("taxonomies")
     # The demo taxonomy with a low threshold of its own, so these tests are about what the
     # indexer does with labels, not about where calibration puts the thresholds.
@@ -48,7 +48,7 @@ def labeller(embedder, tmp_path_factory) -> Tier1Labeller:
     default = {**default, "version": "1", "verticals": [{**v, "threshold": 0.05} for v in default["verticals"]]}
     (directory / "default.yaml").write_text(yaml.safe_dump(default))
     (directory / "tone.yaml").write_text(yaml.safe_dump(TONE))
-    return Tier1Labeller(TaxonomyCatalog.load(directory), embedder.embed)
+    return TierOneLabeller(TaxonomyCatalog.load(directory), embedder.embed)
 
 
 @pytest.fixture

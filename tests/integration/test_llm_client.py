@@ -21,6 +21,7 @@ import redis
 from ops.llm_cost import main as llm_cost_main
 from services.classifier.llm_tier import LlmVerticalClassifier, PostToLabel, prompt_fingerprint
 from shared.cache import connect_redis
+from shared.classification.taxonomy import Taxonomy
 from shared.config import LlmSettings
 from shared.events import content_hash
 from shared.llm import LlmClient, LlmRejected, LlmUnavailable
@@ -34,7 +35,6 @@ from shared.metrics import (
     LLM_TOKENS,
 )
 from shared.spend import read_llm_spend, read_spend_breakdown
-from shared.taxonomy import Taxonomy
 from tests.support.fake_llm import FakeLlmServer, Reply, taxonomy_names
 from tests.support.redis_server import free_port, private_redis
 

@@ -12,15 +12,15 @@ import redis
 from services.classifier.feedback import FeedbackLearner, TopicPublisher
 from services.indexer.core import post_point_id
 from services.indexer.service import indexer_loop
+from shared.classification.feedback import VerticalFeedback, record_feedback
+from shared.classification.fewshot import FewShotStore
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.config import KafkaSettings
 from shared.embedding import load_text_embedder
 from shared.events import AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition, account_key, encode
-from shared.feedback import VerticalFeedback, record_feedback
-from shared.fewshot import FewShotStore
 from shared.index_registry import IndexRegistry
 from shared.kafka import OutboundMessage, make_producer, produce_all
-from shared.labelling import Tier1Labeller
-from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import EdgeVectorStore
 from tests.conftest import MODEL_CACHE_DIR, wait_for
 
@@ -54,7 +54,7 @@ def test_a_correction_made_while_the_indexer_rewrites_the_post_is_kept(infra, tm
     client = redis.Redis(host="127.0.0.1", port=infra.config.redis_port, db=6)
     client.flushdb()
     fewshot = FewShotStore(client)
-    labeller = Tier1Labeller(TaxonomyCatalog.load(), embedder.embed, fewshot, refresh_s=3600)
+    labeller = TierOneLabeller(TaxonomyCatalog.load(), embedder.embed, fewshot, refresh_s=3600)
     store = StoreWithAWindow(tmp_path / "edge", post_id=1)
     registry = IndexRegistry(client, prefix, alias="posts")
     registry.bootstrap("posts", kafka.embedded_posts_topic, f"{prefix}-indexer")

@@ -15,14 +15,14 @@ import redis
 
 from devstack.processes import start_redis
 from services.indexer.core import post_point_id
+from shared.classification.fewshot import FewShotStore
+from shared.classification.labelling import TierOneLabeller
+from shared.classification.taxonomy import TaxonomyCatalog
 from shared.config import PROJECT_ROOT, KafkaSettings
 from shared.embedding import load_text_embedder
 from shared.events import AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition, account_key, encode
-from shared.fewshot import FewShotStore
 from shared.index_registry import IndexRegistry
 from shared.kafka import OutboundMessage, ensure_topics, make_producer, produce_all
-from shared.labelling import Tier1Labeller
-from shared.taxonomy import TaxonomyCatalog
 from shared.vectorstore import EdgeVectorStore
 from tests.conftest import MODEL_CACHE_DIR, wait_for
 from tests.support.redis_server import free_port, private_redis
@@ -43,11 +43,11 @@ def test_examples_that_failed_to_load_are_loaded_when_redis_answers_again(tmp_pa
     with private_redis(tmp_path) as url:
         admin = redis.Redis.from_url(url)
         FewShotStore(admin).add("default", "beauty", 1, vector[0], at_ms=1)
-        with_examples = Tier1Labeller(TaxonomyCatalog.load(), embedder.embed, FewShotStore(admin))
+        with_examples = TierOneLabeller(TaxonomyCatalog.load(), embedder.embed, FewShotStore(admin))
         expected = with_examples.results(vector)[0][0].scores["beauty"]
         admin.acl_setuser("tier1", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-hgetall", "-hkeys"])
         limited = redis.Redis.from_url(url, username="tier1", password="unused")
-        labeller = Tier1Labeller(TaxonomyCatalog.load(), embedder.embed, FewShotStore(limited), refresh_s=3600)
+        labeller = TierOneLabeller(TaxonomyCatalog.load(), embedder.embed, FewShotStore(limited), refresh_s=3600)
         degraded = labeller.results(vector)[0][0].scores["beauty"]
         assert degraded < expected - 0.05, "without its examples tier 1 should score lower"
 

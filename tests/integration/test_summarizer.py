@@ -26,9 +26,10 @@ from ops.dlq import read_dead_letters
 from services.indexer.core import plan_writes
 from services.query.app import QuerySettings, create_app
 from services.summarizer.dirty import DirtyAccounts
-from services.summarizer.service import SummarizerParts, mark_all_accounts, summarizer_versions
 from services.summarizer.refresh import AccountRefresher, account_point_id
+from services.summarizer.service import SummarizerParts, mark_all_accounts, summarizer_versions
 from shared.auth import RateLimit, Scope
+from shared.classification.taxonomy import VerticalLabel, verticals_payload
 from shared.config import KafkaSettings, SummarizerSettings
 from shared.embedding import TextEmbedder, load_text_embedder
 from shared.events import (
@@ -43,7 +44,6 @@ from shared.events import (
 )
 from shared.index_registry import IndexRegistry, IndexVersion
 from shared.kafka import OutboundMessage, ensure_topics, make_producer, produce_all
-from shared.taxonomy import VerticalLabel, verticals_payload
 from shared.vectorstore import EdgeVectorStore, PointRecord, SearchFilter
 from tests.api.corpus import build_context, taxonomy_dir
 from tests.conftest import MODEL_CACHE_DIR, wait_for

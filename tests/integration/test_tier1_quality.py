@@ -17,10 +17,10 @@ import yaml
 from ops.eval import CachedEmbedder, evaluate, load_taxonomy, main
 from ops.eval_core import load_labelled, stratified_split
 from ops.eval_data import build_bbc_news
+from shared.classification.taxonomy import TaxonomyCatalog
+from shared.classification.tier_one import VerticalClassifier
 from shared.config import PROJECT_ROOT
 from shared.embedding import load_text_embedder
-from shared.taxonomy import TaxonomyCatalog
-from shared.verticals import VerticalClassifier
 from tests.conftest import MODEL_CACHE_DIR
 
 CREATOR_POSTS = PROJECT_ROOT / "eval" / "data" / "creator_posts.jsonl"
@@ -57,7 +57,7 @@ def test_default_taxonomy_on_hand_written_creator_posts(embed):
     # The uncertain flag must mean something: tier 1 is clearly better where it is sure.
     assert report.accuracy_confident - report.accuracy_uncertain >= 0.15
     assert 0.05 <= report.uncertain_share <= 0.35  # tier 2 sees a minority, not everything or nothing
-    # Calibrated confidences (shared/calibration.py): measured ECE 0.117 raw, 0.029 calibrated.
+    # Calibrated confidences (shared/classification/calibration.py): measured ECE 0.117 raw, 0.029 calibrated.
     assert report.ece <= 0.05 < report.ece_raw
 
 

@@ -18,8 +18,8 @@ import pytest
 import qdrant_edge as qe
 from qdrant_client import QdrantClient, models
 
+from shared.classification.taxonomy import VerticalLabel, verticals_payload
 from shared.sparse import SparseEncoder
-from shared.taxonomy import VerticalLabel, verticals_payload
 from shared.vectorstore import (
     EdgeVectorStore,
     PointRecord,

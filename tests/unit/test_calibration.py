@@ -1,4 +1,4 @@
-"""Confidence calibration (shared/calibration.py) and its place in the taxonomy YAML."""
+"""Confidence calibration (shared/classification/calibration.py) and its place in the taxonomy YAML."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import yaml
 
 from ops.eval_core import rewrite_taxonomy
-from shared.calibration import IDENTITY, expected_calibration_error, fit_calibration, reliability_table
-from shared.taxonomy import Taxonomy
-from shared.verticals import VerticalClassifier
+from shared.classification.calibration import IDENTITY, expected_calibration_error, fit_calibration, reliability_table
+from shared.classification.taxonomy import Taxonomy
+from shared.classification.tier_one import VerticalClassifier
 
 
 def _overconfident_labels(seed: int, n: int = 2000):

@@ -21,7 +21,7 @@ from ops.eval_core import (
     stratified_split,
     top1_accuracy,
 )
-from shared.taxonomy import Taxonomy
+from shared.classification.taxonomy import Taxonomy
 
 
 def test_label_metrics_by_hand():

@@ -19,9 +19,9 @@ from services.classifier.llm_tier import (
     system_prompt,
     user_prompt,
 )
+from shared.classification.taxonomy import Taxonomy
 from shared.llm import AdaptiveLimiter, LlmUnavailable, MalformedAnswer, parse_retry_after, truncate_to_tokens
 from shared.spend import PaidCall, apportion, split_call, usd_nanos
-from shared.taxonomy import Taxonomy
 
 TAXONOMY = Taxonomy.model_validate({"name": "demo", "verticals": [
     {"name": "food", "description": "Recipes and restaurants."},

@@ -13,8 +13,8 @@ from services.query.encoding import normalise
 from services.query.errors import ApiError
 from services.query.models.posts import Post, PostHit
 from shared.auth import InvalidKey, RateLimit, parse_key
+from shared.classification.taxonomy import TaxonomyCatalog, TaxonomyError, label_key, split_label_key
 from shared.sparse import SparseEncoder
-from shared.taxonomy import TaxonomyCatalog, TaxonomyError, label_key, split_label_key
 
 
 def test_cursor_round_trip_and_refusals():

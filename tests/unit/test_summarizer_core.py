@@ -184,7 +184,7 @@ def test_bad_input_is_refused_clearly():
 
 
 def test_post_view_reads_an_indexed_payload():
-    payload = {"post_id": 5, "title": "T", "description": None, "published_at": 10, "views": 3,
+    payload = {"post_id": 5, "account_id": 1, "platform": "youtube", "title": "T", "description": None, "published_at": 10, "views": 3,
                "verticals": [{"taxonomy": "default", "vertical": "food", "confidence": 0.8}, {"bogus": 1}]}
     view = PostView.from_payload(payload)
     assert view == PostView(5, "T", "", 10, 3, 0, 0, (("default", "food", 0.8),))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from shared.taxonomy import Taxonomy, VerticalLabel
-from shared.verticals import (
+from shared.classification.taxonomy import Taxonomy, VerticalLabel
+from shared.classification.tier_one import (
     NO_LABEL,
     TierOneResult,
     VerticalClassifier,
@@ -109,7 +109,7 @@ def test_drift_window_slides_and_exports_shares_and_distance():
     assert drift.distance("drift-test") == 0.0  # the first full window is the reference
     assert gauge("vertical_predicted_share", taxonomy="drift-test", vertical="food") == 0.5
     assert gauge("vertical_window_posts", taxonomy="drift-test") == 4
-    # per post, one result per taxonomy (the Tier1Labeller shape) is accepted too
+    # per post, one result per taxonomy (the TierOneLabeller shape) is accepted too
     drift.observe([[result("cars")], [result("cars")], [result("cars")], [result("cars", "food")]])
     assert drift.shares("drift-test") == {"cars": 1.0, "food": 0.25}
     assert gauge("vertical_predicted_share", taxonomy="drift-test", vertical="pets") == 0.0  # left the window

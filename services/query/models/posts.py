@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from services.query.models.common import AccountId, Name, NonNegativeInt64, Platform, QueryText, StageTimings
+from shared.stored_post import PostCard
 
 SearchMode = Literal["hybrid", "semantic", "keyword"]
 
@@ -77,24 +78,10 @@ class VerticalLabelOut(BaseModel):
     tier: str | None = Field(None, description='Who decided: "embedding" (tier 1) or "llm" (tier 2).')
 
 
-class Post(BaseModel):
+class Post(PostCard):
     """A post as the index holds it (text trimmed for display; the vector saw it all)."""
 
-    post_id: int
-    account_id: int
-    platform: str
-    title: str
-    description: str = ""
-    url: str | None = None
-    published_at: int = Field(description="Epoch milliseconds, UTC.")
-    views: int = 0
-    likes: int = 0
-    comments: int = 0
-    handle: str = ""
-    display_name: str | None = None
-    followers: int = 0
     verticals: list[VerticalLabelOut] = Field(default_factory=list, description="Labels of enabled verticals.")
-    model_id: str | None = Field(None, description="Embedding model of this point's vector (two during a re-embed).")
 
 
 class PostHit(BaseModel):

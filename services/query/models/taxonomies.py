@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from shared.taxonomy import Taxonomy
+from shared.classification.taxonomy import Taxonomy
 
 
 class TaxonomyList(BaseModel):

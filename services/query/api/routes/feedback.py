@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 from services.query.api.deps import KEYED_RESPONSES, NOT_FOUND, ContextDep, FeedbackKey
 from services.query.errors import invalid_field, not_found
 from services.query.models.feedback import FeedbackReceipt, FeedbackRequest
-from shared.feedback import VerticalFeedback, record_feedback
+from shared.classification.feedback import VerticalFeedback, record_feedback
 
 router = APIRouter(tags=["feedback"], responses=KEYED_RESPONSES)
 

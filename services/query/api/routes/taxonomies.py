@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from services.query.api.deps import KEYED_RESPONSES, NOT_FOUND, ContextDep, SearchKey
 from services.query.errors import not_found
 from services.query.models.taxonomies import TaxonomyList
-from shared.taxonomy import Taxonomy
+from shared.classification.taxonomy import Taxonomy
 
 router = APIRouter(tags=["taxonomies"], responses=KEYED_RESPONSES)
 

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.calibration import CONFIDENCE_SCALE, IDENTITY
+from shared.classification.calibration import CONFIDENCE_SCALE, IDENTITY
+from shared.classification.taxonomy import Taxonomy, VerticalLabel
 from shared.metrics import VERTICAL_DRIFT, VERTICAL_SHARE, VERTICAL_WINDOW
-from shared.taxonomy import Taxonomy, VerticalLabel
 
 EmbedTexts = Callable[[Sequence[str]], np.ndarray]  # texts -> (n, dim) unit vectors
 
@@ -45,7 +45,7 @@ EmbedTexts = Callable[[Sequence[str]], np.ndarray]  # texts -> (n, dim) unit vec
 # creator posts (0.33) and of BBC News leads (0.20); `make eval --calibrate` replaces it per vertical.
 DEFAULT_THRESHOLD = 0.25
 EXAMPLE_WEIGHT = 0.3  # share of the example posts' mean in a prototype (0.3 measured best of 0.2-0.5)
-# CONFIDENCE_SCALE (shared/calibration.py): similarity units per logit of the raw confidence.
+# CONFIDENCE_SCALE (shared/classification/calibration.py): similarity units per logit of the raw confidence.
 UNCERTAIN_BAND = (0.35, 0.65)  # top confidence in here: tier 1 is unsure, an LLM may decide
 MIN_MARGIN = 0.02  # two verticals this close at the top: unsure too
 MAX_LABELS = 3  # a post is rarely about more than three things; more is noise

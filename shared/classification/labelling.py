@@ -15,15 +15,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import redis
 
-from shared.fewshot import FewShotStore
+from shared.classification.fewshot import FewShotStore
+from shared.classification.taxonomy import Taxonomy, TaxonomyCatalog, VerticalLabel
+from shared.classification.tier_one import EmbedTexts, TierOneResult, VerticalClassifier
 from shared.logging import get_logger
-from shared.taxonomy import Taxonomy, TaxonomyCatalog, VerticalLabel
-from shared.verticals import EmbedTexts, TierOneResult, VerticalClassifier
 
 log = get_logger(__name__)
 
 
-class Tier1Labeller:
+class TierOneLabeller:
     def __init__(self, catalog: TaxonomyCatalog, embed: EmbedTexts, fewshot: FewShotStore | None = None,
                  refresh_s: float = 10.0) -> None:
         self.embed = embed

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-# Similarity units per logit of the raw confidence (shared/verticals.py uses the same scale).
+# Similarity units per logit of the raw confidence (shared/classification/tier_one.py uses the same scale).
 CONFIDENCE_SCALE = 0.04
 # Weight of the prior that pulls a vertical's intercept shift to 0, counted in labels: a vertical
 # with 10 decided labels moves about a third of the way to its own fit.

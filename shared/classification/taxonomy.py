@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shared.calibration import LabelCalibration
+from shared.classification.calibration import LabelCalibration
 from shared.config import PROJECT_ROOT
 
 DEFAULT_TAXONOMY_DIR = PROJECT_ROOT / "config" / "taxonomies"
@@ -53,7 +53,7 @@ class Taxonomy(BaseModel):
     # Posts that belong to none of the verticals (greetings, giveaways, schedule news): tier 1 gives
     # no label to a post closer to these than to every vertical. Empty = every post gets its best.
     off_topic: list[str] = Field(default_factory=list, max_length=200)
-    # Maps tier 1's raw confidence to how often such labels are right (shared/calibration.py);
+    # Maps tier 1's raw confidence to how often such labels are right (shared/classification/calibration.py);
     # ``make eval --calibrate`` writes it. None = the raw confidence.
     calibration: LabelCalibration | None = None
 
