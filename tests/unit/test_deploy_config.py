@@ -1130,3 +1130,17 @@ def test_k8s_memory_is_sized_from_measured_rss(overlay):
                                           f"{peaks[service] >> 20} MiB"
         assert limit >= peaks[service] * LIMIT_HEADROOM, f"{overlay}/{service}: limit {limit >> 20} MiB < " \
                                                          f"{LIMIT_HEADROOM} x measured {peaks[service] >> 20} MiB"
+
+
+def test_the_viability_rules_defaults_are_declared_once(compose, rendered):
+    """Issue 12: the rules' defaults lived in ViabilitySettings and again in the ConfigMap and compose, so a
+    default changed in code kept its old value in production. A deployment may override a rule, but a
+    value equal to the code's default is a second declaration of it."""
+    from services.viability.main import ViabilitySettings
+
+    defaults = {name.upper(): str(field.default) for name, field in ViabilitySettings.model_fields.items()
+                if name.startswith("viability_")}
+    restated = [(where, key) for where, env in [("compose viability", compose_env(compose["services"]["viability"])),
+                                                (f"k8s {rendered[0]}", by_kind(rendered[1], "ConfigMap")[SERVICE_CONFIG]["data"])]
+                for key, value in env.items() if key in defaults and str(value) in (defaults[key], defaults[key] + ".0")]
+    assert not restated, f"defaults restated (declare them once, in ViabilitySettings): {restated}"
