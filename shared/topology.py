@@ -44,6 +44,7 @@ class Stage:
     versioned: bool = False  # a replay's index version runs a loop of its own: group <prefix>-<group>-<collection>
     writes_store: bool = False  # writes the vector store (the edge store has one owner: the edge host runs it)
     source: bool = False  # reads the database, not a topic: the status page measures it by what it writes
+    on_status_page: bool = True  # a row of the status page's pipeline (the path a post takes to search)
     deployed: bool = True  # its own service in docker-compose.yml and k8s/base (cdc: Debezium on Kafka Connect)
     local_module: str | None = None  # what `make dev` runs, when not `module`
     ready_marker: str | None = None  # the log text that says it is ready (`make dev`); None: co-hosted
@@ -67,9 +68,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("indexer", "services.indexer.main", inputs=("embedded",), outputs=(), key="", group="indexer",
           versioned=True, writes_store=True, note="also learns people's corrections"),
     Stage("summarizer", "services.summarizer.main", inputs=("embedded",), outputs=(), key="", group="summarizer",
-          versioned=True, writes_store=True),
+          versioned=True, writes_store=True, on_status_page=False),
     Stage("query", "services.query.main", inputs=(), outputs=("embedded",), key=ACCOUNT_KEY,
-          local_module="services.query.edge_host", ready_marker='"ready"',
+          local_module="services.query.edge_host", ready_marker='"ready"', on_status_page=False,
           note="the API; writes people's corrections as post.relabel; `make dev` runs it with the store's writers"),
 )
 API = "query"

@@ -33,6 +33,7 @@ from services.query.models.status import (
     StatusResponse,
     SweepStatus,
 )
+from shared import topology
 from shared.config import KafkaSettings, dlq_topic
 from shared.logging import get_logger
 from shared.spend import LlmSpend, read_llm_spend
@@ -56,14 +57,13 @@ class PipelineService:
 
 
 def pipeline_services(kafka: KafkaSettings) -> list[PipelineService]:
-    prefix, sources = kafka.topic_prefix, (kafka.accounts_topic, kafka.posts_topic)
-    return [
-        PipelineService("cdc", None, sources),
-        PipelineService("viability", f"{prefix}-viability", sources),
-        PipelineService("embedder", f"{prefix}-embedder", (kafka.viable_posts_topic,)),
-        PipelineService("classifier", f"{prefix}-classifier", (kafka.embedded_posts_topic,)),
-        PipelineService("indexer", f"{prefix}-indexer", (kafka.embedded_posts_topic,)),
-    ]
+    """The stages the status page follows through Kafka (shared/topology.py): a source by the topics it
+    writes, a consumer by its live group's position on the topics it reads."""
+    return [PipelineService(stage.name, None, tuple(kafka.topic(role) for role in stage.outputs))
+            if stage.source else
+            PipelineService(stage.name, topology.live_group(stage.name, kafka.topic_prefix),
+                            tuple(kafka.topic(role) for role in stage.inputs))
+            for stage in topology.STAGES if stage.on_status_page]
 
 
 class PipelineStatus:
