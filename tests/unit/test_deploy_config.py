@@ -692,16 +692,17 @@ def kafka_nodes(docs: list[dict], role: str) -> int:
     return sum(p["spec"]["replicas"] for p in by_kind(docs, "KafkaNodePool").values() if role in p["spec"]["roles"])
 
 
-# What each scaled service consumes, as its main() subscribes.
-CONSUMED = {"viability": ("accounts_topic", "posts_topic"), "embedder": ("viable_posts_topic",),
-            "classifier": ("embedded_posts_topic",), "indexer": ("embedded_posts_topic",)}
+# The services KEDA scales (a deployment's choice; the summarizer runs one replica) and the topic roles
+# each consumes, from the one declaration of the topology.
+CONSUMED = {name: topology.stage(name).inputs for name in ("viability", "embedder", "classifier", "indexer")}
 
 
 def test_k8s_topics_are_the_ones_the_code_uses(rendered):
     name, docs = rendered
     kafka = kafka_settings_of(docs)
     topics = topics_of(docs)
-    pipeline = [kafka.accounts_topic, kafka.posts_topic, kafka.viable_posts_topic, kafka.embedded_posts_topic]
+    pipeline = [kafka.topic(role) for role in topology.TOPICS if role != "signal"]
+    assert pipeline == [kafka.accounts_topic, kafka.posts_topic, kafka.viable_posts_topic, kafka.embedded_posts_topic]
     connector = json.loads(CONNECTOR_FILE.read_text())
     expected = {*pipeline, *map(dlq_topic, pipeline), kafka.signal_topic,
                 connector["schema.history.internal.kafka.topic"]}
@@ -807,17 +808,17 @@ def test_k8s_keda_scales_consumers_within_partitions(rendered):
     (cluster,) = by_kind(docs, "Kafka").values()
     namespace = cluster["metadata"]["namespace"]
     bootstrap_service, port = kafka.kafka_bootstrap_servers.rsplit(":", 1)
-    for service, attributes in CONSUMED.items():
+    for service, roles in CONSUMED.items():
         spec = scaled[service]["spec"]
         assert spec["scaleTargetRef"]["name"] == service
         deployment = by_kind(docs, "Deployment")[service]
         assert "replicas" not in deployment["spec"], f"{service}: KEDA owns replicas; apply would reset them"
-        consumed = {getattr(kafka, attribute) for attribute in attributes}
+        consumed = {kafka.topic(role) for role in roles}
         triggered = set()
         for trigger in spec["triggers"]:
             assert trigger["type"] == "kafka"
             metadata = trigger["metadata"]
-            assert metadata["consumerGroup"] == f"{kafka.topic_prefix}-{service}", service
+            assert metadata["consumerGroup"] == topology.live_group(service, kafka.topic_prefix), service
             # KEDA's operator runs in its own namespace: the bootstrap name must carry ours.
             assert metadata["bootstrapServers"] == f"{bootstrap_service}.{namespace}.svc:{port}", service
             assert int(metadata["lagThreshold"]) > 0
