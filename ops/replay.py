@@ -125,7 +125,7 @@ def plan_version(kafka: KafkaSettings, registry: IndexRegistry, stage: str, mode
 def first_stage(kafka: KafkaSettings, version: IndexVersion) -> tuple[str, list[str]]:
     """The (group, topics) that read the already-existing history for this version."""
     if version.stage == "pipeline":
-        return version.viability_group, [kafka.accounts_topic, kafka.posts_topic]
+        return version.viability_group, [kafka.topic(role) for role in topology.stage("viability").inputs]
     if version.stage == "embed":
         return version.embedder_group, [version.embed_from_topic]
     return version.indexer_group, [version.source_topic]
