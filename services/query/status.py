@@ -57,13 +57,15 @@ class PipelineService:
 
 
 def pipeline_services(kafka: KafkaSettings) -> list[PipelineService]:
-    """The stages the status page follows through Kafka (shared/topology.py): a source by the topics it
-    writes, a consumer by its live group's position on the topics it reads."""
-    return [PipelineService(stage.name, None, tuple(kafka.topic(role) for role in stage.outputs))
-            if stage.source else
-            PipelineService(stage.name, topology.live_group(stage.name, kafka.topic_prefix),
-                            tuple(kafka.topic(role) for role in stage.inputs))
-            for stage in topology.STAGES if stage.on_status_page]
+    """The stages the status page follows through Kafka, from the one declaration (shared/topology.py)."""
+    return [_pipeline_service(kafka, stage) for stage in topology.STAGES if stage.on_status_page]
+
+
+def _pipeline_service(kafka: KafkaSettings, stage: topology.Stage) -> PipelineService:
+    if stage.source:  # it reads the database: measured by what it wrote
+        return PipelineService(stage.name, None, tuple(kafka.topic(role) for role in stage.outputs))
+    return PipelineService(stage.name, topology.live_group(stage.name, kafka.topic_prefix),
+                           tuple(kafka.topic(role) for role in stage.inputs))
 
 
 class PipelineStatus:

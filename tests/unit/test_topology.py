@@ -3,6 +3,7 @@ always used, and docs/architecture.md's table is generated from it."""
 
 from devstack.stack import SERVICES, StackConfig
 from services.query.app import QuerySettings
+from services.query.status import pipeline_services
 from shared import topology
 from shared.config import KafkaSettings
 
@@ -44,3 +45,14 @@ def test_architecture_table_is_generated_from_the_declaration():
     assert topology.rendered_page(page) == page, "docs/architecture.md is stale: run `python -m shared.topology --write`"
     for stage in topology.STAGES:
         assert f"| {stage.name} | `{stage.module}` |" in page
+
+
+def test_status_page_rows_are_the_pipelines():
+    rows = [(s.name, s.group, s.topics) for s in pipeline_services(KafkaSettings(topic_prefix="p", source_database="db"))]
+    assert rows == [
+        ("cdc", None, ("p.db.accounts", "p.db.posts")),
+        ("viability", "p-viability", ("p.db.accounts", "p.db.posts")),
+        ("embedder", "p-embedder", ("p.pipeline.posts.viable",)),
+        ("classifier", "p-classifier", ("p.pipeline.posts.embedded",)),
+        ("indexer", "p-indexer", ("p.pipeline.posts.embedded",)),
+    ]
