@@ -24,16 +24,12 @@ from devstack.processes import (
     start_redis,
     wait_until,
 )
+from shared import topology
 
-SERVICES = {
-    "cdc": ("services.cdc.main", '"streaming binlog"'),
-    "viability": ("services.viability.main", '"consuming"'),
-    "embedder": ("services.embedder.main", '"consuming"'),
-    "classifier": ("services.classifier.main", '"consuming"'),
-    # The API with the edge store's writers (indexer, summarizer, corrections): an edge shard has one owner.
-    "query": ("services.query.edge_host", '"ready"'),
-}
-API_ONLY = "services.query.main"  # the API without writers (StackConfig.api_only: a benchmark's loaded shard)
+# name → (module, ready marker), in start order, from the one declaration of the topology. The API runs
+# with the edge store's writers (indexer, summarizer, corrections): an edge shard has one owner.
+SERVICES = topology.local_services()
+API_ONLY = topology.stage(topology.API).module  # the API without writers (StackConfig.api_only: a benchmark's loaded shard)
 
 
 @dataclass
@@ -56,7 +52,7 @@ class StackConfig:
 
     def ops_port(self, service: str) -> int:
         """Health and metrics port of a worker: the API port + 1, 2, 3, 4 (8001-8004 for make dev)."""
-        return 0 if service == "query" else self.query_port + 1 + list(SERVICES).index(service)
+        return 0 if service == topology.API else topology.local_ops_port(service, self.query_port)
 
     def service_env(self) -> dict[str, str]:
         env = {

@@ -44,6 +44,7 @@ from pydantic import Field, SecretStr
 from services.viability.core import ViabilityRules
 from services.viability.main import ViabilitySettings
 from services.viability.state import RedisViabilityState, replay_namespace
+from shared import topology
 from shared.cache import connect_redis
 from services.classifier.estimate import TierTwoEstimate, estimate_tier_two
 from shared.config import (
@@ -94,17 +95,19 @@ def plan_version(kafka: KafkaSettings, registry: IndexRegistry, stage: str, mode
                  rules: ViabilityRules | None = None) -> IndexVersion:
     number = registry.next_version()
     collection = f"{registry.alias}_v{number}"
+    prefix = kafka.topic_prefix  # the version's topics and groups are named by shared/topology.py
     if stage == "index":
         # Its vectors are the live embedder's (read from the live embedded topic): that is the model
         # search must embed its queries with, whatever --model says.
         return IndexVersion(collection=collection, version=number, stage="index",
-                            source_topic=kafka.embedded_posts_topic, indexer_group=f"{kafka.topic_prefix}-indexer-{collection}",
+                            source_topic=kafka.embedded_posts_topic,
+                            indexer_group=topology.version_group("indexer", prefix, collection),
                             model_variant=LIVE_MODEL_VARIANT)
     embed = IndexVersion(
         collection=collection, version=number, stage="embed",
-        source_topic=f"{kafka.embedded_posts_topic}.{collection}",
-        indexer_group=f"{kafka.topic_prefix}-indexer-{collection}",
-        embed_from_topic=kafka.viable_posts_topic, embedder_group=f"{kafka.topic_prefix}-embedder-{collection}",
+        source_topic=topology.version_topic(kafka.embedded_posts_topic, collection),
+        indexer_group=topology.version_group("indexer", prefix, collection),
+        embed_from_topic=kafka.viable_posts_topic, embedder_group=topology.version_group("embedder", prefix, collection),
         model_variant=model_variant,
     )
     if stage == "embed":
@@ -112,8 +115,8 @@ def plan_version(kafka: KafkaSettings, registry: IndexRegistry, stage: str, mode
     # Whole pipeline: a viability loop of its own writes a viable topic of its own for the embedder.
     return embed.model_copy(update={
         "stage": "pipeline",
-        "embed_from_topic": f"{kafka.viable_posts_topic}.{collection}",
-        "viability_group": f"{kafka.topic_prefix}-viability-{collection}",
+        "embed_from_topic": topology.version_topic(kafka.viable_posts_topic, collection),
+        "viability_group": topology.version_group("viability", prefix, collection),
         "viability_namespace": replay_namespace(kafka.topic_prefix, collection, embed.created_ms),
         "viability_rules": (rules or ViabilitySettings().rules()).model_dump(),
     })
@@ -122,7 +125,7 @@ def plan_version(kafka: KafkaSettings, registry: IndexRegistry, stage: str, mode
 def first_stage(kafka: KafkaSettings, version: IndexVersion) -> tuple[str, list[str]]:
     """The (group, topics) that read the already-existing history for this version."""
     if version.stage == "pipeline":
-        return version.viability_group, [kafka.accounts_topic, kafka.posts_topic]
+        return version.viability_group, [kafka.topic(role) for role in topology.stage("viability").inputs]
     if version.stage == "embed":
         return version.embedder_group, [version.embed_from_topic]
     return version.indexer_group, [version.source_topic]
@@ -447,7 +450,7 @@ def registry_from_env(kafka: KafkaSettings) -> IndexRegistry:
     registry = IndexRegistry(connect_redis(RedisSettings().redis_url), kafka.topic_prefix,
                              alias=VectorStoreSettings().posts_collection)
     registry.bootstrap(VectorStoreSettings().posts_collection, kafka.embedded_posts_topic,
-                       f"{kafka.topic_prefix}-indexer")
+                       topology.live_group("indexer", kafka.topic_prefix))
     return registry
 
 
@@ -490,7 +493,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     set_group_offsets(kafka, group, offsets)
     if version.stage == "index":  # the version's tier-2 loop reads the same topic from the same place
-        set_group_offsets(kafka, f"{group}-classifier", offsets)
+        set_group_offsets(kafka, topology.classifier_group(group), offsets)
     registry.register(version)
     print(f"building {version.collection} from {', '.join(topics)} (group {group}); "
           f"live keeps serving {registry.active()}")

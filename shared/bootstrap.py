@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import redis
 
+from shared import topology
 from shared.cache import connect_redis
 from shared.classification.fewshot import FewShotStore
 from shared.classification.labelling import TierOneLabeller
@@ -47,7 +48,7 @@ def open_store(settings: VectorStoreSettings) -> VectorStore:
 
 
 def live_indexer_group(kafka: KafkaSettings) -> str:
-    return f"{kafka.topic_prefix}-indexer"
+    return topology.live_group("indexer", kafka.topic_prefix)
 
 
 def open_labeller(embed: EmbedTexts, redis_client: redis.Redis, catalog: TaxonomyCatalog,

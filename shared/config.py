@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared import topology
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,29 +39,32 @@ class KafkaSettings(_EnvSettings):
                                        "deterministic error (not a dependency being down) is retried before it is "
                                        "split to find the failing message(s), which are dead-lettered.")
 
+    # The names come from the one declaration of the topology (shared/topology.py).
     def source_topic(self, table: str) -> str:
-        return f"{self.topic_prefix}.{self.source_database}.{table}"
+        return topology.source_topic(table, self.topic_prefix, self.source_database)
+
+    def topic(self, role: str) -> str:
+        return topology.topic(role, self.topic_prefix, self.source_database)
 
     @property
     def accounts_topic(self) -> str:
-        return self.source_topic("accounts")
+        return self.topic("accounts")
 
     @property
     def posts_topic(self) -> str:
-        return self.source_topic("posts")
+        return self.topic("posts")
 
     @property
     def signal_topic(self) -> str:
-        # Debezium's default for signal.kafka.topic.
-        return f"{self.topic_prefix}-signal"
+        return self.topic("signal")
 
     @property
     def viable_posts_topic(self) -> str:
-        return f"{self.topic_prefix}.pipeline.posts.viable"
+        return self.topic("viable")
 
     @property
     def embedded_posts_topic(self) -> str:
-        return f"{self.topic_prefix}.pipeline.posts.embedded"
+        return self.topic("embedded")
 
 
 def dlq_topic(topic: str) -> str:

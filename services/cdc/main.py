@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient
 from pydantic import Field
 
 from services.cdc.capture import ChangeCapture, Checkpoint
+from shared import topology
 from shared.config import PROJECT_ROOT, KafkaSettings, MariaDBSettings, ServiceSettings, dlq_topic
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.kafka import ensure_topics, make_consumer, make_producer
@@ -40,7 +41,7 @@ def main() -> None:
         log.warning("checkpoint found but topics are missing; taking a new snapshot")
         checkpoint.clear()
     ensure_topics(kafka, [*topics, kafka.signal_topic, dlq_topic(kafka.signal_topic)])
-    signals = make_consumer(kafka, group_id=f"{kafka.topic_prefix}-cdc-signals")
+    signals = make_consumer(kafka, group_id=topology.live_group("cdc", kafka.topic_prefix))
     signals.subscribe([kafka.signal_topic])
     heartbeat, stop = Heartbeat(), shutdown_event()
     HealthServer(settings.metrics_port, heartbeat, {

@@ -22,6 +22,7 @@ from confluent_kafka import Message
 
 from services.classifier.core import ClassifiedBatch, PostClassifier
 from services.classifier.llm_tier import LlmVerticalClassifier
+from shared import topology
 from shared.bootstrap import live_indexer_group, load_embedder, open_labeller
 from shared.cache import connect_redis
 from shared.classification.taxonomy import TaxonomyCatalog
@@ -93,8 +94,9 @@ def replay_classifiers(kafka: KafkaSettings, registry: IndexRegistry, classifier
     publishing its opinions there too, where the live indexer applies them as well."""
 
     def build(version: IndexVersion, loop_stop: threading.Event) -> BatchLoop:
-        return classifier_loop(kafka, classifier, topic=version.source_topic, group=f"{version.indexer_group}-classifier",
-                               stop=loop_stop, heartbeat=heartbeat)
+        return classifier_loop(kafka, classifier, topic=version.source_topic,
+                               group=topology.classifier_group(version.indexer_group), stop=loop_stop,
+                               heartbeat=heartbeat)
 
     live = live_indexer_group(kafka)
     return VersionLoops(registry, service="classifier", wants=lambda v: v.indexer_group != live, build=build,
@@ -125,8 +127,9 @@ def main() -> None:
     HealthServer(settings.metrics_port, heartbeat, {"kafka": kafka_reachable(kafka.kafka_bootstrap_servers)}).start()
     registry = IndexRegistry(redis_client, kafka.topic_prefix, alias=VectorStoreSettings().posts_collection)
     replay_classifiers(kafka, registry, classifier, stop, heartbeat).start()
-    classifier_loop(kafka, classifier, topic=kafka.embedded_posts_topic, group=f"{kafka.topic_prefix}-classifier",
-                    stop=stop, heartbeat=heartbeat, drift=VerticalDrift()).run()
+    classifier_loop(kafka, classifier, topic=kafka.embedded_posts_topic,
+                    group=topology.live_group("classifier", kafka.topic_prefix), stop=stop, heartbeat=heartbeat,
+                    drift=VerticalDrift()).run()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from confluent_kafka import Message
 
 from services.embedder.core import PostEmbedding
+from shared import topology
 from shared.cache import EmbeddingCache, connect_redis
 from shared.config import KafkaSettings, ModelSettings, RedisSettings, ServiceSettings, VectorStoreSettings, dlq_topic
 from shared.embedding import load_text_embedder
@@ -97,7 +98,7 @@ def main() -> None:
     HealthServer(settings.metrics_port, heartbeat, {"kafka": kafka_reachable(kafka.kafka_bootstrap_servers)}).start()
     registry = IndexRegistry(redis_client, kafka.topic_prefix, alias=VectorStoreSettings().posts_collection)
     replay_embedders(kafka, registry, embeddings, stop, heartbeat).start()
-    embedder_loop(kafka, embeddings("fp32"), group=f"{kafka.topic_prefix}-embedder",
+    embedder_loop(kafka, embeddings("fp32"), group=topology.live_group("embedder", kafka.topic_prefix),
                   output_topic=kafka.embedded_posts_topic, stop=stop, heartbeat=heartbeat).run()
 
 

@@ -26,6 +26,7 @@ from services.query.encoding import QueryEncoder, QueryModel
 from services.query.errors import install_error_handlers
 from services.query.posts import DEFAULT_LABEL_FLOOR, PostSearch
 from services.query.status import IN_PROCESS, PipelineStatus
+from shared import topology
 from shared.auth import ApiKeyStore, RateLimiter
 from shared.bootstrap import load_embedder, open_registry, open_store
 from shared.cache import EmbeddingCache, connect_redis
@@ -43,7 +44,6 @@ from shared.sparse import SparseEncoder
 from shared.classification.taxonomy import TaxonomyCatalog
 
 log = get_logger("query")
-LOCAL_WORKERS = ("cdc", "viability", "embedder", "classifier")  # devstack order: ops ports are query_port + 1..4
 
 
 class QuerySettings(ServiceSettings):
@@ -68,8 +68,8 @@ class QuerySettings(ServiceSettings):
         """in_process: workers running in this process, whose metrics are this process's."""
         urls = {name: IN_PROCESS for name in in_process}
         if self.status_metrics_urls.strip() == "local":
-            return {**urls, **{name: f"http://127.0.0.1:{self.query_port + 1 + i}/metrics"
-                               for i, name in enumerate(LOCAL_WORKERS)}}
+            return {**urls, **{name: f"http://127.0.0.1:{topology.local_ops_port(name, self.query_port)}/metrics"
+                               for name in topology.local_workers()}}
         pairs = (item.split("=", 1) for item in self.status_metrics_urls.split(",") if "=" in item)
         return {**urls, **{name.strip(): url.strip() for name, url in pairs}}
 

@@ -33,6 +33,7 @@ from services.query.models.status import (
     StatusResponse,
     SweepStatus,
 )
+from shared import topology
 from shared.config import KafkaSettings, dlq_topic
 from shared.logging import get_logger
 from shared.spend import LlmSpend, read_llm_spend
@@ -56,14 +57,15 @@ class PipelineService:
 
 
 def pipeline_services(kafka: KafkaSettings) -> list[PipelineService]:
-    prefix, sources = kafka.topic_prefix, (kafka.accounts_topic, kafka.posts_topic)
-    return [
-        PipelineService("cdc", None, sources),
-        PipelineService("viability", f"{prefix}-viability", sources),
-        PipelineService("embedder", f"{prefix}-embedder", (kafka.viable_posts_topic,)),
-        PipelineService("classifier", f"{prefix}-classifier", (kafka.embedded_posts_topic,)),
-        PipelineService("indexer", f"{prefix}-indexer", (kafka.embedded_posts_topic,)),
-    ]
+    """The stages the status page follows through Kafka, from the one declaration (shared/topology.py)."""
+    return [_pipeline_service(kafka, stage) for stage in topology.STAGES if stage.on_status_page]
+
+
+def _pipeline_service(kafka: KafkaSettings, stage: topology.Stage) -> PipelineService:
+    if stage.source:  # it reads the database: measured by what it wrote
+        return PipelineService(stage.name, None, tuple(kafka.topic(role) for role in stage.outputs))
+    return PipelineService(stage.name, topology.live_group(stage.name, kafka.topic_prefix),
+                           tuple(kafka.topic(role) for role in stage.inputs))
 
 
 class PipelineStatus:

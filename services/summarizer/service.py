@@ -17,6 +17,7 @@ from confluent_kafka import Message
 from services.summarizer.dirty import DirtyAccounts
 from services.summarizer.llm_tier import LlmSummaryWriter
 from services.summarizer.refresh import AccountRefresher, SummaryWorker, TouchedAccounts
+from shared import topology
 from shared.bootstrap import open_registry
 from shared.cache import connect_redis
 from shared.classification.taxonomy import TaxonomyCatalog
@@ -74,8 +75,9 @@ def account_id_of(event: object, key: bytes | None) -> int:
 
 
 def summarizer_group(kafka: KafkaSettings, registry: IndexRegistry, version: IndexVersion) -> str:
-    live = version.collection == registry.alias
-    return f"{kafka.topic_prefix}-summarizer" if live else f"{kafka.topic_prefix}-summarizer-{version.collection}"
+    if version.collection == registry.alias:
+        return topology.live_group("summarizer", kafka.topic_prefix)
+    return topology.version_group("summarizer", kafka.topic_prefix, version.collection)
 
 
 @dataclass(frozen=True)

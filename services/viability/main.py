@@ -26,6 +26,7 @@ from pydantic import Field
 from services.viability.core import SnapshotRequest, SourceChange, SourceTombstone, ViabilityFilter, ViabilityRules
 from services.viability.signals import PendingSnapshots, SignalSender, snapshot_signals
 from services.viability.state import RedisViabilityState, delete_state, replay_namespaces
+from shared import topology
 from shared.cache import connect_redis
 from shared.config import KafkaSettings, RedisSettings, ServiceSettings, VectorStoreSettings, dlq_topic
 from shared.events import (
@@ -253,7 +254,7 @@ def main() -> None:
     delete_orphaned_states(kafka, redis_client, registry)
     replay_viability(kafka, redis_client, registry, stop, heartbeat, settings.viability_sweep_interval_s).start()
     viability_loop(kafka, redis_client, settings.rules(), namespace=kafka.topic_prefix,
-                   group=f"{kafka.topic_prefix}-viability", output_topic=kafka.viable_posts_topic, stop=stop,
+                   group=topology.live_group("viability", kafka.topic_prefix), output_topic=kafka.viable_posts_topic, stop=stop,
                    heartbeat=heartbeat, sweep_interval_s=settings.viability_sweep_interval_s).run()
 
 

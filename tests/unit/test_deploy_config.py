@@ -25,6 +25,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from shared import topology
 from shared.config import PROJECT_ROOT, KafkaSettings, MariaDBSettings, dlq_topic
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
@@ -40,8 +41,9 @@ DEPLOY_DOC = PROJECT_ROOT / "docs" / "deploy.md"
 SCHEMA_FILE = PROJECT_ROOT / "db" / "schema.sql"  # what the production database gets (docs/deploy.md)
 K8S_VERSION = "1.30.0"  # oldest Kubernetes minor we intend to support
 
-PIPELINE_SERVICES = ("viability", "embedder", "classifier", "indexer", "summarizer", "query")
-WORKERS = ("viability", "embedder", "classifier", "indexer", "summarizer")
+# The stages production runs as services of their own, from the one declaration (cdc is Debezium there).
+PIPELINE_SERVICES = topology.deployed_services()
+WORKERS = topology.deployed_workers()
 # Modules holding the pydantic-settings classes the services read (docs/configuration.md).
 SETTINGS_MODULES = ("shared.config", "services.cdc.main", "services.viability.main", "services.query.app", "ops.replay",
                     "devstack.run")
@@ -155,7 +157,9 @@ def test_compose_services_are_built_from_the_one_dockerfile(compose):
         images.add(service.get("image"))
         module = module_of(compose_argv(service))
         if name in PIPELINE_SERVICES:
-            assert module == f"services.{name}.main", f"{name} runs {module}"
+            assert module == topology.stage(name).module, f"{name} runs {module}"
+        elif module.startswith("services."):
+            raise AssertionError(f"{name} runs {module}, a stage shared/topology.py does not declare as deployed")
     assert len(images) == 1, f"services built from the Dockerfile should share one image tag: {images}"
 
 
@@ -399,7 +403,7 @@ def test_k8s_one_deployment_per_service(rendered):
         labels = spec["template"]["metadata"]["labels"]
         assert spec["selector"]["matchLabels"].items() <= labels.items(), f"{service}: selector matches no pod"
         (container,) = spec["template"]["spec"]["containers"]
-        assert module_of(container["command"]) == f"services.{service}.main"
+        assert module_of(container["command"]) == topology.stage(service).module
         images.add(container["image"])
         ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
         for probe in ("readinessProbe", "livenessProbe"):
@@ -413,6 +417,10 @@ def test_k8s_one_deployment_per_service(rendered):
         resources = container["resources"]
         assert resources["requests"]["cpu"] and resources["requests"]["memory"] and resources["limits"]["memory"]
     assert len(images) == 1, f"{name}: one image for every service: {images}"
+    for other, deployment in deployments.items():  # a service's Deployment is a stage shared/topology.py declares
+        argvs = [c.get("command") or [] for c in deployment["spec"]["template"]["spec"]["containers"]]
+        runs = [argv[2] for argv in argvs if len(argv) > 2 and argv[1] == "-m" and argv[2].startswith("services.")]
+        assert other in PIPELINE_SERVICES or not runs, f"{name}: {other} runs {runs}, not a deployed stage"
 
 
 def test_k8s_env_is_read_by_settings(rendered, known_env, settings):
@@ -684,16 +692,17 @@ def kafka_nodes(docs: list[dict], role: str) -> int:
     return sum(p["spec"]["replicas"] for p in by_kind(docs, "KafkaNodePool").values() if role in p["spec"]["roles"])
 
 
-# What each scaled service consumes, as its main() subscribes.
-CONSUMED = {"viability": ("accounts_topic", "posts_topic"), "embedder": ("viable_posts_topic",),
-            "classifier": ("embedded_posts_topic",), "indexer": ("embedded_posts_topic",)}
+# The services KEDA scales (a deployment's choice; the summarizer runs one replica) and the topic roles
+# each consumes, from the one declaration of the topology.
+CONSUMED = {name: topology.stage(name).inputs for name in ("viability", "embedder", "classifier", "indexer")}
 
 
 def test_k8s_topics_are_the_ones_the_code_uses(rendered):
     name, docs = rendered
     kafka = kafka_settings_of(docs)
     topics = topics_of(docs)
-    pipeline = [kafka.accounts_topic, kafka.posts_topic, kafka.viable_posts_topic, kafka.embedded_posts_topic]
+    pipeline = [kafka.topic(role) for role in topology.TOPICS if role != "signal"]
+    assert pipeline == [kafka.accounts_topic, kafka.posts_topic, kafka.viable_posts_topic, kafka.embedded_posts_topic]
     connector = json.loads(CONNECTOR_FILE.read_text())
     expected = {*pipeline, *map(dlq_topic, pipeline), kafka.signal_topic,
                 connector["schema.history.internal.kafka.topic"]}
@@ -799,17 +808,17 @@ def test_k8s_keda_scales_consumers_within_partitions(rendered):
     (cluster,) = by_kind(docs, "Kafka").values()
     namespace = cluster["metadata"]["namespace"]
     bootstrap_service, port = kafka.kafka_bootstrap_servers.rsplit(":", 1)
-    for service, attributes in CONSUMED.items():
+    for service, roles in CONSUMED.items():
         spec = scaled[service]["spec"]
         assert spec["scaleTargetRef"]["name"] == service
         deployment = by_kind(docs, "Deployment")[service]
         assert "replicas" not in deployment["spec"], f"{service}: KEDA owns replicas; apply would reset them"
-        consumed = {getattr(kafka, attribute) for attribute in attributes}
+        consumed = {kafka.topic(role) for role in roles}
         triggered = set()
         for trigger in spec["triggers"]:
             assert trigger["type"] == "kafka"
             metadata = trigger["metadata"]
-            assert metadata["consumerGroup"] == f"{kafka.topic_prefix}-{service}", service
+            assert metadata["consumerGroup"] == topology.live_group(service, kafka.topic_prefix), service
             # KEDA's operator runs in its own namespace: the bootstrap name must carry ours.
             assert metadata["bootstrapServers"] == f"{bootstrap_service}.{namespace}.svc:{port}", service
             assert int(metadata["lagThreshold"]) > 0
