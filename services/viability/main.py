@@ -53,6 +53,9 @@ from shared.version_loops import VersionLoops
 log = get_logger("viability")
 
 
+DEFAULT_SNAPSHOT_ACCOUNTS = 500  # accounts per execute-snapshot signal (docs/deploy.md)
+
+
 class ViabilitySettings(ServiceSettings):
     viability_min_followers: int = Field(10_000, description="Minimum followers of a viable account.")
     viability_min_posts: int = Field(20, description="Minimum number of posts of a viable account.")
@@ -63,7 +66,7 @@ class ViabilitySettings(ServiceSettings):
         "over every viable account, purging those that went quiet without any event; events in between are "
         "decided by the last sweep's clock, which replay verification uses too.")
     viability_snapshot_accounts: int = Field(
-        500, ge=1, le=2_000, description="Most accounts one execute-snapshot signal asks posts for: Debezium keeps "
+        DEFAULT_SNAPSHOT_ACCOUNTS, ge=1, le=2_000, description="Most accounts one execute-snapshot signal asks posts for: Debezium keeps "
         "one offset entry per pending signal, so a backfill makes ceil(accounts / this) entries (docs/deploy.md).")
     viability_snapshot_wait_s: float = Field(
         1.0, gt=0, description="Longest a newly viable account waits for others to share its snapshot signal.")
@@ -80,10 +83,11 @@ class ViabilityService:
     """Adapts Kafka messages to the pure filter and its decisions back to Kafka messages."""
 
     def __init__(self, kafka: KafkaSettings, decide: ViabilityFilter, output_topic: str | None = None, *,
-                 pending: PendingSnapshots | None = None) -> None:
+                 pending: PendingSnapshots | None = None, max_per_signal: int = DEFAULT_SNAPSHOT_ACCOUNTS) -> None:
         self.kafka = kafka
         self.decide = decide
         self.pending = pending
+        self.max_per_signal = max_per_signal  # VIABILITY_SNAPSHOT_ACCOUNTS, read once by the entry point
         self.output_topic = output_topic or kafka.viable_posts_topic
         self.as_of_ms: int | None = None  # the last completed sweep's clock (None: none yet, use now)
 
@@ -98,11 +102,11 @@ class ViabilityService:
         verdict = self.decide.decide(changes, self.clock_ms())
         result.outputs = [self._outbound(d) for d in verdict.decisions if not isinstance(d, SnapshotRequest)]
         # Single-post refills (a top-N delete) are few: they go out with the batch.
-        result.outputs += snapshot_signals(self.kafka, requested_posts(verdict.decisions),
-                                           ViabilitySettings().viability_snapshot_accounts, column="id")
+        result.outputs += snapshot_signals(self.kafka, requested_posts(verdict.decisions), self.max_per_signal,
+                                           column="id")
         if self.pending is None:  # no Redis queue (a caller of its own): this batch's accounts, bounded signals
             result.outputs += snapshot_signals(self.kafka, requested_accounts(verdict.decisions),
-                                               ViabilitySettings().viability_snapshot_accounts)
+                                               self.max_per_signal)
         else:
             result.after_durable.append(lambda: self._request_snapshots(verdict.decisions, int(time.time() * 1000)))
         result.after_durable.append(lambda: self.decide.record(verdict))
@@ -209,7 +213,8 @@ def viability_loop(kafka: KafkaSettings, redis_client: redis.Redis, rules: Viabi
     settings = ViabilitySettings()
     SignalSender(kafka, pending, make_producer(kafka), max_accounts=settings.viability_snapshot_accounts,
                  max_wait_s=settings.viability_snapshot_wait_s).start(stop)
-    service = ViabilityService(kafka, ViabilityFilter(state, rules), output_topic, pending=pending)
+    service = ViabilityService(kafka, ViabilityFilter(state, rules), output_topic, pending=pending,
+                               max_per_signal=settings.viability_snapshot_accounts)
     return SweepingBatchLoop(service="viability", settings=kafka, consumer=make_consumer(kafka, group),
                              producer=make_producer(kafka), topics=inputs, handle_batch=service.handle_batch,
                              stop=stop, heartbeat=heartbeat, sweep=lambda: service.sweep(loop),
