@@ -21,6 +21,7 @@ from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
 from shared.config import PROJECT_ROOT
+from shared.generated_section import with_generated
 
 CONFIG_DOC = PROJECT_ROOT / "docs" / "configuration.md"
 SOURCE_DIRS = ("shared", "services", "devstack", "ops")
@@ -136,11 +137,7 @@ def render_table(classes: list[type[BaseSettings]] | None = None) -> str:
 
 def rendered_page(page: str) -> str:
     """``page`` with the part between the markers replaced by the current table."""
-    if BEGIN not in page or END not in page:
-        raise ValueError(f"{CONFIG_DOC.relative_to(PROJECT_ROOT)} lacks the markers {BEGIN!r} ... {END!r}")
-    head, rest = page.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{render_table()}\n{END}{tail}"
+    return with_generated(page, BEGIN, END, render_table(), str(CONFIG_DOC.relative_to(PROJECT_ROOT)))
 
 
 def stale() -> bool:
