@@ -1,5 +1,6 @@
 # One image for every service; the command picks the service:
-#   docker run IMAGE python -m services.<cdc|viability|embedder|classifier|indexer|summarizer|query>.main
+#   docker run IMAGE python -m services.<viability|embedder|classifier|indexer|summarizer|query>.main
+#   (cdc is not in it: production reads the binlog with Debezium, whose envelopes cdc imitates locally)
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
