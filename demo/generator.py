@@ -29,6 +29,27 @@ PLATFORMS: tuple[str, ...] = ("youtube", "instagram", "tiktok", "twitch", "x")
 HISTORY_DAYS = 760
 
 
+@dataclass(frozen=True)
+class _Population:
+    """Who the accounts are: how many are sparse (< 20 posts) or dormant, how followers spread, how
+    unevenly the post budget is shared (sigma of the log-normal weight)."""
+
+    sparse: float
+    dormant: float
+    followers_median: float
+    followers_sigma: float
+    weight_sigma: float
+
+
+# tiny and small are curated demo sets: most accounts pass the viability rules, so a small run
+# exercises every stage. medium and large follow the field (17k accounts, 9M posts, a fifth of
+# the accounts and posts viable, the top accounts with thousands of posts; issue 14): more
+# sparse and dormant accounts, fewer followers, and a heavy-tailed share of the posts.
+_CURATED = _Population(sparse=0.12, dormant=0.14, followers_median=45_000, followers_sigma=1.7, weight_sigma=0.9)
+_FIELD = _Population(sparse=0.25, dormant=0.35, followers_median=9_000, followers_sigma=1.9, weight_sigma=2.2)
+POPULATIONS: dict[str, _Population] = {"tiny": _CURATED, "small": _CURATED, "medium": _FIELD, "large": _FIELD}
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRow:
     id: int
@@ -713,18 +734,20 @@ def _weighted(rng: random.Random, weights: dict[str, float]) -> str:
     return rng.choices(list(weights), weights=list(weights.values()))[0]
 
 
-def _draft(rng: random.Random, account_id: int) -> _Draft:
+def _draft(rng: random.Random, account_id: int, population: _Population) -> _Draft:
     vertical = rng.choices(VERTICALS, weights=_VERTICAL_WEIGHTS)[0]
     secondary = rng.choice([v for v in VERTICALS if v != vertical]) if rng.random() < 0.3 else None
     weights = {p: w * _PLATFORM_BIAS.get(vertical, {}).get(p, 1.0) for p, w in _BASE_PLATFORM_WEIGHTS.items()}
     lang = _weighted(rng, {k: float(w) for k, w in _LANG_WEIGHTS.items()})
     country = rng.choice(_LANGS[lang].countries) if rng.random() < 0.9 else None
-    # Log-normal around a 45k median: most creators are small, a few are huge.
-    followers = int(min(max(rng.lognormvariate(math.log(45_000), 1.7), 12), 250_000_000))
+    # Log-normal around the median: most creators are small, a few are huge.
+    followers = int(min(max(rng.lognormvariate(math.log(population.followers_median), population.followers_sigma),
+                            12), 250_000_000))
     roll = rng.random()
-    kind = "sparse" if roll < 0.12 else "dormant" if roll < 0.26 else "active"
+    kind = "sparse" if roll < population.sparse else "dormant" if roll < population.sparse + population.dormant \
+        else "active"
     return _Draft(account_id, vertical, secondary, _weighted(rng, weights), lang, country, followers,
-                  kind, rng.lognormvariate(0.0, 0.9))
+                  kind, rng.lognormvariate(0.0, population.weight_sigma))
 
 
 def _allocate_posts(rng: random.Random, drafts: list[_Draft], target: int) -> list[int]:
@@ -824,9 +847,10 @@ def _plan(rng: random.Random, draft: _Draft, n_posts: int, anchor: datetime, use
     return _Plan(row, n_posts, first, last, _style(rng, draft))
 
 
-def _plan_accounts(seed: int, n_accounts: int, n_posts: int, anchor: datetime) -> list[_Plan]:
+def _plan_accounts(seed: int, n_accounts: int, n_posts: int, anchor: datetime,
+                   population: _Population) -> list[_Plan]:
     rng = random.Random(f"accounts:{seed}")
-    drafts = [_draft(rng, i) for i in range(1, n_accounts + 1)]
+    drafts = [_draft(rng, i, population) for i in range(1, n_accounts + 1)]
     counts = _allocate_posts(rng, drafts, n_posts)
     used: set[str] = set()
     return [_plan(rng, d, c, anchor, used) for d, c in zip(drafts, counts, strict=True)]
@@ -1036,5 +1060,5 @@ def generate(scale: str, *, seed: int = 7, anchor: datetime) -> tuple[list[Accou
         raise ValueError(f"unknown scale {scale!r}; expected one of {sorted(SCALES)}")
     n_accounts, n_posts = SCALES[scale]
     anchor = _naive_utc(anchor)
-    plans = _plan_accounts(seed, n_accounts, n_posts, anchor)
+    plans = _plan_accounts(seed, n_accounts, n_posts, anchor, POPULATIONS[scale])
     return [p.row for p in plans], _stream_posts(seed, plans, anchor)

@@ -160,3 +160,22 @@ def test_large_stream_memory_is_bounded() -> None:
         tracemalloc.stop()
     assert consumed == 10_000
     assert peak < 200 * 1024 * 1024
+
+
+def test_large_has_the_fields_shape_a_fifth_viable_and_accounts_with_thousands_of_posts() -> None:
+    """Issue 14: the field has 17k accounts and 9M posts, ~3.3k accounts (19%) and 1.7M posts (19%)
+    viable, its top accounts with more than 5,000 posts. Checked on the account plans (post counts,
+    followers, last post time), which decide viability without generating the million posts."""
+    from demo.generator import POPULATIONS, _plan_accounts
+    from services.viability.core import ViabilityRules
+
+    anchor, rules = datetime(2026, 12, 1), ViabilityRules()
+    n_accounts, n_posts = SCALES["large"]
+    plans = _plan_accounts(7, n_accounts, n_posts, anchor, POPULATIONS["large"])
+    viable = [p for p in plans if p.row.followers >= rules.min_followers and p.n_posts >= rules.min_posts
+              and p.last_post >= anchor - timedelta(days=rules.active_within_days)]
+    total = sum(p.n_posts for p in plans)
+    assert 0.15 <= len(viable) / n_accounts <= 0.25
+    assert 0.15 <= sum(p.n_posts for p in viable) / total <= 0.25
+    assert sum(p.n_posts > 5_000 for p in plans) >= 5
+    assert any(p.n_posts > 5_000 for p in viable)  # a showcase account the summarizer must drain
