@@ -31,6 +31,7 @@ class Options:
     search_points: int = 200_000  # benchmark 4
     search_clients: int = 50
     search_s: float = 20.0
+    soak_s: float = 1800.0  # benchmark 8
     replay_repeats: int = 3  # benchmark 5
     profile: bool = True
 

@@ -107,6 +107,19 @@ def rss_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def soak_table(results: dict) -> str:
+    processes = results.get("benchmarks", {}).get("soak", {}).get("summary", {}).get("processes", {})
+    if not processes:
+        return ""
+    lines = ["| process (soak, after the warm-up) | start | end | max | growth | slope |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, row in sorted(processes.items()):
+        lines.append(f"| {name} | {fmt(row['start_mb'], 'MB')} | {fmt(row['end_mb'], 'MB')} | "
+                     f"{fmt(row['max_mb'], 'MB')} | {fmt(row['growth_mb'], 'MB')} | "
+                     f"{fmt(row['slope_mb_per_h'], 'MB/h')} |")
+    return "\n".join(lines)
+
+
 def render_markdown(results: dict, images: list[str]) -> str:
     meta = results.get("meta", {})
     out = [f"# Benchmark {results.get('name', '')}", "",
@@ -116,6 +129,8 @@ def render_markdown(results: dict, images: list[str]) -> str:
     if meta.get("invocations"):
         out += ["Assembled from these invocations:", ""] + [f"- {line}" for line in meta["invocations"]] + [""]
     out += [markdown_table(results), ""]
+    if soak_table(results):
+        out += [soak_table(results), ""]
     rss = rss_table(results)
     if rss:
         out += ["## Peak RSS per process and benchmark", "", rss, ""]

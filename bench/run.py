@@ -5,7 +5,8 @@
 Benchmarks: 1 model floor vs pipeline, 2 non-model overhead per process, 3 freshness under load,
 4 search API, 5 replay cold vs warm; 6 (peak RSS per process) is sampled during all of them;
 7 scaling: the pipeline end to end, stage by stage, with the indexer and search next to their engine
-(`--only 7` alone writes <date>-scaling-<scale>; see docs/scaling.md).
+(`--only 7` alone writes <date>-scaling-<scale>; see docs/scaling.md); 8 soak: RSS of every process
+under a steady load for `--soak-s` (`--only 8` alone writes <date>-soak-<scale>).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from bench.benchmarks import Options, freshness, model_vs_pipeline, overhead, re
 from bench.harness import Bench, log
 from bench.report import markdown_table, write_report
 from bench.scaling import scaling
+from bench.soak import soak
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # Order matters: replay leaves a settled pipeline (and a filled cache) that 1 and 3 reuse.
 ORDER = [("5", "replay", replay), ("1", "model_vs_pipeline", model_vs_pipeline), ("3", "freshness", freshness),
-         ("2", "overhead", overhead), ("4", "search", search), ("7", "scaling", scaling)]
+         ("2", "overhead", overhead), ("4", "search", search), ("7", "scaling", scaling),
+         ("8", "soak", soak)]
 
 
 def options(args: argparse.Namespace) -> Options:
@@ -37,7 +40,7 @@ def options(args: argparse.Namespace) -> Options:
     if args.repeats:
         opts.repeats = args.repeats
         opts.replay_repeats = min(opts.replay_repeats, args.repeats) if not args.quick else args.repeats
-    for field in ("pipeline_posts", "freshness_s", "search_points", "search_s"):
+    for field in ("pipeline_posts", "freshness_s", "search_points", "search_s", "soak_s"):
         value = getattr(args, field)
         if value is not None:
             setattr(opts, field, value)
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--freshness-s", type=float, dest="freshness_s")
     parser.add_argument("--search-points", type=int, dest="search_points")
     parser.add_argument("--search-s", type=float, dest="search_s")
+    parser.add_argument("--soak-s", type=float, dest="soak_s")
     parser.add_argument("--no-profile", action="store_true", help="do not attach py-spy in benchmark 2")
     args = parser.parse_args(argv)
     opts = options(args)
@@ -103,6 +107,8 @@ def default_name(scale: str, quick: bool, wanted: set[str]) -> str:
     several scales sit side by side for the plots against posts."""
     if wanted == {"7"}:
         return f"scaling-{scale}"
+    if wanted == {"8"}:
+        return f"soak-{scale}"
     return scale + ("-quick" if quick else "")
 
 

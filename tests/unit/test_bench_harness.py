@@ -170,3 +170,15 @@ def test_scale_shape_counts_what_the_viability_rules_index():
     shape = shape_of(accounts, posts, rules, now).as_dict()
     assert shape == {"accounts": 3, "posts": 8, "viable_accounts": 1, "viable_posts": 3, "distinct_texts": 2,
                      "accounts_over_5000_viable_posts": 0, "largest_viable_account_posts": 3}
+
+
+def test_soak_growth_tells_a_leak_from_a_level_working_set():
+    from bench.soak import growth
+
+    rows = [{"t_s": t, "rss_mb": {"level": 100.0 + (t % 20) / 10, "leak": 100.0 + t / 36},
+             "redis_mb": 50.0, "points": 1000} for t in range(0, 1800, 10)]
+    out = growth(rows, warm_up_s=300)
+    assert abs(out["processes"]["level"]["slope_mb_per_h"]) < 1
+    assert out["processes"]["leak"]["slope_mb_per_h"] == 100.0  # 1 MB per 36 s
+    assert out["processes"]["leak"]["growth_mb"] > 40
+    assert out["processes"]["redis_used"]["growth_mb"] == 0
