@@ -54,6 +54,8 @@ def viable_texts(scale: str) -> dict[str, str]:
 
 
 def save(path: Path, known: dict[str, np.ndarray]) -> None:
+    """Write what this run knows together with what another writer kept meanwhile."""
+    known.update({h: v for h, v in load_npz(path).items() if h not in known})
     hashes = sorted(known)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")
