@@ -67,12 +67,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.warm_cache", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="large", choices=["tiny", "small", "medium", "large"])
     parser.add_argument("--save-every", type=int, default=8192)
+    parser.add_argument("--part", default="0/1", help="i/n: embed only the i-th of n disjoint parts (by hash), "
+                        "so n single-threaded processes share a busy machine without waiting on each other")
     args = parser.parse_args(argv)
+    part, parts = (int(x) for x in args.part.split("/"))
     model = embedder()
     path = CACHE_DIR / f"emb-{hashlib.sha256(model.model_id.encode()).hexdigest()[:12]}.npz"
     known = load_npz(path)
     texts = viable_texts(args.scale)
-    missing = [(h, t) for h, t in texts.items() if h not in known]
+    missing = [(h, t) for h, t in texts.items() if h not in known and int(h[:8], 16) % parts == part]
     log(f"warm cache {args.scale}: {len(texts)} distinct viable texts, {len(known)} kept, {len(missing)} to embed")
     started, done = time.perf_counter(), 0
     for start in range(0, len(missing), args.save_every):
