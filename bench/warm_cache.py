@@ -12,7 +12,9 @@ makes differ from a seed taken later (the hour moved) are embedded by benchmark 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -54,13 +56,16 @@ def viable_texts(scale: str) -> dict[str, str]:
 
 
 def save(path: Path, known: dict[str, np.ndarray]) -> None:
-    """Write what this run knows together with what another writer kept meanwhile."""
-    known.update({h: v for h, v in load_npz(path).items() if h not in known})
-    hashes = sorted(known)
+    """Write what this run knows together with what another writer kept meanwhile. The lock makes
+    read-merge-write one step: without it two parts saving at once each dropped the other's last chunk."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.npz")
-    np.savez(partial, hashes=np.array(hashes), vectors=np.stack([known[h] for h in hashes]).astype("<f4"))
-    partial.replace(path)  # never leave a half-written cache behind
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known.update({h: v for h, v in load_npz(path).items() if h not in known})
+        hashes = sorted(known)
+        partial = path.with_suffix(f".{os.getpid()}.partial.npz")
+        np.savez(partial, hashes=np.array(hashes), vectors=np.stack([known[h] for h in hashes]).astype("<f4"))
+        partial.replace(path)  # never leave a half-written cache behind
 
 
 def main(argv: list[str] | None = None) -> None:
