@@ -47,6 +47,7 @@ HEADLINES = [
     ("search", "model_rps", "4. model's own single-query rate", None, None, "texts/s"),
     ("search", "cold_rps", "4. search requests/s (cold: every query embedded)", None, None, "req/s"),
     ("search", "cold_over_model", "4. cold search / model single-query rate", 0.9, ">=", "×"),
+    ("search", "cold_over_model_per_cpu_s", "4. cold search / model, per CPU second", None, None, "×"),
     ("search", "cold_p95_ms", "4. search p95 (every query embedded)", None, None, "ms"),
     ("replay", "cold_s", "5. replay, cold Redis", None, None, "s"),
     ("replay", "warm_s", "5. replay, warm Redis", None, None, "s"),

@@ -105,7 +105,8 @@ def model_rate(opts: Options) -> dict:
         model.embed([f"{QUERIES[count % len(QUERIES)]} {uuid.uuid4().hex[:8]}"])
         count += 1
     elapsed = time.perf_counter() - started
-    return {"model_rps": count / elapsed, "model_cpu_s": time.process_time() - cpu_started}
+    cpu_s = time.process_time() - cpu_started
+    return {"model_rps": count / elapsed, "model_texts": count, "model_cpu_s": cpu_s, "model_per_cpu_s": ratio(count, cpu_s)}
 
 
 def _api(bench: Bench, opts: Options, path: str, accounts: list[int], rep: int, profile_top: dict | None) -> dict:
@@ -136,8 +137,10 @@ def _api(bench: Bench, opts: Options, path: str, accounts: list[int], rep: int, 
         run.update({f"open_{k}": v for k, v in
                     asyncio.run(open_loop(stack.api_url, bench.headers, opts, run["open_rate"], accounts, rep)).items()})
         run["open_api_cpu_s"] = cpu().get("query", 0.0) - before
+        before = cpu().get("query", 0.0)
         cold = asyncio.run(_load(stack.api_url, bench.headers, opts, "cold", accounts, seed=rep))
         run.update({f"cold_{k}": v for k, v in cold.items()})
+        run["cold_api_cpu_s"] = cpu().get("query", 0.0) - before
     finally:
         stack.stop()
     return run
@@ -193,6 +196,10 @@ def _ratios(run: dict) -> None:
     run["api_per_cpu_s"] = ratio(run["warm_requests"], run["warm_api_cpu_s"])
     run["api_over_engine_per_cpu_s"] = ratio(run["api_per_cpu_s"], run["engine_per_cpu_s"])
     run["cold_over_model"] = ratio(run["cold_rps"], run["model_rps"])
+    # On a machine shared with other work the wall-clock rates say how much of the cores each side got;
+    # per CPU second they say what a request costs.
+    run["cold_per_cpu_s"] = ratio(run["cold_requests"], run["cold_api_cpu_s"])
+    run["cold_over_model_per_cpu_s"] = ratio(run["cold_per_cpu_s"], run["model_per_cpu_s"])
     run["open_generator_cpu_share"] = ratio(run["open_generator_cpu_s"], run["open_requests"] / run["open_rate"]
                                             if run["open_rate"] else math.nan)
 
