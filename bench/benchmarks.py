@@ -466,61 +466,6 @@ def build_search_shard(bench: Bench, opts: Options) -> tuple[str, dict]:
     return str(path), info
 
 
-def search(bench: Bench, opts: Options) -> dict:
-    bench.stop_live()
-    path, info = build_search_shard(bench, opts)
-    accounts = [r[0] for r in bench.sql("SELECT id FROM accounts ORDER BY followers DESC LIMIT 200")]
-    stack = bench.stack("search", QDRANT_EDGE_PATH=path)
-    stack.config.api_only = True  # the API alone on the loaded shard: nothing indexes it
-    runs = []
-    try:
-        process = stack.start_service("query", timeout=600)
-        bench.sampler.watch("query", process.process.pid)
-        import httpx
-
-        with httpx.Client(base_url=stack.api_url, timeout=30, headers=bench.headers) as client:
-            points = client.get("/v1/status").json()["points"]
-            for query in QUERIES:  # warm the query-embedding cache
-                client.post("/v1/search/posts", json={"query": query, "limit": 10, "mode": "semantic", "facets": []})
-        profile_top = {}
-        for rep in range(opts.repeats):
-            run = {}
-            for mode in ("warm", "cold"):
-                profiler = None
-                if opts.profile and rep == 0 and mode == "warm":
-                    profiler = Profiler(process.process.pid, stack.config.log_dir / "query.pyspy.txt")
-                result = asyncio.run(_load(stack.api_url, bench.headers, opts, mode, accounts, seed=rep))
-                if profiler:
-                    profile_top["query (warm load)"] = profiler.stop()
-                run.update({f"{mode}_{k}": v for k, v in result.items()})
-            # Closed-loop clients with no think time measure a saturated server: latency is then
-            # clients / throughput. The same clients paced to half the warm throughput show what a
-            # request costs when the server keeps up.
-            paced_rate = run["warm_rps"] / 2
-            result = asyncio.run(_load(stack.api_url, bench.headers, opts, "warm", accounts, seed=rep,
-                                       rate=paced_rate))
-            run.update({f"paced_{k}": v for k, v in result.items()})
-            log(f"4. rep {rep + 1}: warm p95 {run['warm_p95_ms']:.1f} ms {run['warm_rps']:.0f} req/s; "
-                f"cold p95 {run['cold_p95_ms']:.1f} ms {run['cold_rps']:.0f} req/s; "
-                f"paced to {paced_rate:.0f} req/s: p95 {run['paced_p95_ms']:.1f} ms")
-            runs.append(run)
-    finally:
-        stack.stop()
-    keys = [k for k in runs[0] if k.endswith(("_ms", "_rps", "errors"))]
-    return {
-        "method": (f"{points:,} points in an edge shard loaded directly (HNSW built), query service alone "
-                   f"(services.query.main), {opts.search_clients} concurrent HTTP clients (httpx async, one "
-                   f"process on the same 2-core machine) for {opts.search_s:.0f} s per mode; limit 10; half the "
-                   "requests carry filters; mode=semantic, no facets (platform, min_views, published_after, account_id list, combined). "
-                   "warm: 30 distinct queries whose vectors are in the Redis query cache; cold: every query "
-                   "text is new, so each request runs the model. Points: " + _points_note(info)),
-        "runs": runs,
-        "summary": {k: median_of_runs(runs, k) for k in keys},
-        "shard": info,
-        "profile_top": profile_top,
-    }
-
-
 def _points_note(info: dict) -> str:
     return (f"{info['distinct_posts_with_real_vectors']:,} demo posts with their real vectors, tiled to "
             f"{info['points']:,} points; copies get N(0, 0.03) noise per dimension, re-normalised, and new ids "
@@ -590,5 +535,5 @@ async def _load(api_url: str, headers: dict, opts: Options, mode: str, accounts:
             "rps": len(latencies) / elapsed, "errors": errors, "requests": len(latencies)}
 
 
-__all__ = ["Options", "replay", "model_vs_pipeline", "freshness", "overhead", "search", "median", "percentile",
-           "ratio"]
+__all__ = ["Options", "replay", "model_vs_pipeline", "freshness", "overhead", "build_search_shard", "median",
+           "percentile", "ratio"]

@@ -3,7 +3,7 @@
     python -m bench.run [--scale small|medium|large] [--only 1,2,...] [--repeats N] [--quick] [--name NAME]
 
 Benchmarks: 1 model floor vs pipeline, 2 non-model overhead per process, 3 freshness under load,
-4 search API, 5 replay cold vs warm; 6 (peak RSS per process) is sampled during all of them;
+4 search API next to its engine and model, 5 replay cold vs warm; 6 (peak RSS per process) is sampled during all of them;
 7 scaling: the pipeline end to end, stage by stage, with the indexer and search next to their engine
 (`--only 7` alone writes <date>-scaling-<scale>; see docs/scaling.md); 8 soak: RSS of every process
 under a steady load for `--soak-s` (`--only 8` alone writes <date>-soak-<scale>).
@@ -18,10 +18,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.benchmarks import Options, freshness, model_vs_pipeline, overhead, replay, search
+from bench.benchmarks import Options, freshness, model_vs_pipeline, overhead, replay
 from bench.harness import Bench, log
 from bench.report import markdown_table, write_report
 from bench.scaling import scaling
+from bench.search_api import search
 from bench.soak import soak
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

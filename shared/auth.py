@@ -183,6 +183,15 @@ class ApiKeyStore:
         return record
 
 
+# INCR and, for a new window's counter, its expiry, in one command: one round trip and no
+# MULTI/EXEC around it (the script runs atomically in Redis).
+_HIT_WINDOW = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
+
 class RateLimiter:
     """Fixed windows per key in Redis: simple, shared by every API replica, one round trip.
 
@@ -191,15 +200,13 @@ class RateLimiter:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self._hit_window = client.register_script(_HIT_WINDOW)
 
     def hit(self, key_id: str, rate: RateLimit, now: float | None = None) -> RateDecision:
         now = time.time() if now is None else now
         window = int(now // rate.per_seconds)
         counter = _RATE_COUNTER.format(key_id=key_id, window=window)
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.incr(counter)
-            pipe.expire(counter, rate.per_seconds + 1)
-            count, _ = pipe.execute()
+        count = int(self._hit_window(keys=[counter], args=[rate.per_seconds + 1]))
         retry_after = max(1, math.ceil((window + 1) * rate.per_seconds - now))
         return RateDecision(allowed=count <= rate.requests, limit=rate.requests,
                             remaining=max(0, rate.requests - count), retry_after_s=retry_after)

@@ -26,7 +26,7 @@ from services.query.models.posts import (
 from services.query.timing import StageClock
 from shared.classification.taxonomy import TaxonomyCatalog, split_label_key
 from shared.logging import get_logger
-from shared.stored_post import PostCard, StoredPost
+from shared.stored_post import stored_labels
 from shared.vectorstore import ScoredPoint, SearchFilter, VerticalCondition
 
 log = get_logger("query.posts")
@@ -75,15 +75,15 @@ def post_filter(filters: PostFilters, catalog: TaxonomyCatalog, label_floor: flo
 
 def to_hit(point: ScoredPoint, catalog: TaxonomyCatalog, label_floor: float = 0.0) -> PostHit | None:
     """None for a point whose payload is not a post (logged): one odd point must not fail a search.
-    Labels of switched-off verticals and labels under ``label_floor`` confidence are not shown."""
+    Labels of switched-off verticals and labels under ``label_floor`` confidence are not shown.
+    The payload is validated once, straight into the result card (a search builds ten per request)."""
+    shown = [label.model_dump() for label in stored_labels(point.payload)
+             if catalog.is_enabled(label.taxonomy, label.vertical) and label.confidence >= label_floor]
     try:
-        stored = StoredPost.from_payload(point.payload)
+        post = Post.model_validate({**point.payload, "verticals": shown})
     except ValidationError as exc:
         log.warning("point payload is not a post", point_id=point.id, error=str(exc))
         return None
-    shown = [label.model_dump() for label in stored.verticals
-             if catalog.is_enabled(label.taxonomy, label.vertical) and label.confidence >= label_floor]
-    post = Post.model_validate({**stored.model_dump(include=set(PostCard.model_fields)), "verticals": shown})
     return PostHit(id=point.id, post_id=post.post_id, score=point.score, post=post)
 
 

@@ -131,6 +131,18 @@ def test_rate_limit_is_per_key_with_retry_after(client, context, keys):
     assert client.get("/v1/taxonomies", headers=keys.headers(keys.internal)).status_code == 200  # other keys go on
 
 
+def test_a_rate_window_counter_expires_after_its_window(redis_client):
+    """One round trip counts the hit and sets the window's expiry, so old windows leave no keys behind."""
+    from shared.auth import RateLimiter
+
+    limiter, rate, now = RateLimiter(redis_client), RateLimit(requests=5, per_seconds=60), 1_800_000_030.0
+    decisions = [limiter.hit("expiring", rate, now=now) for _ in range(2)]
+    assert [d.remaining for d in decisions] == [4, 3]
+    counter = f"ratelimit:expiring:{int(now // 60)}"
+    assert 0 < redis_client.ttl(counter) <= 61
+    assert decisions[1].retry_after_s == 30
+
+
 # --- dependencies down, and bugs ----------------------------------------------------------------------
 
 

@@ -3,6 +3,8 @@ version at once, a rollback moves them back; the status page lists the versions.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from fastapi.testclient import TestClient
 
@@ -62,4 +64,22 @@ def test_search_reads_the_collection_the_alias_points_at(tmp_path, embedder, red
     registry.switch(registry.previous())
     assert title() == "live version"
     ctx.status.close()
+    store.close()
+
+
+def test_a_cached_alias_spares_redis_and_a_switch_lands_within_the_cache_time(tmp_path, redis_client):
+    """QUERY_ALIAS_CACHE_S: the active version is read from Redis at most once per cache period."""
+    store = EdgeVectorStore(tmp_path / "qdrant")
+    registry = IndexRegistry(redis_client, f"aliascache{tmp_path.name[-6:]}", alias="posts")
+    registry.bootstrap("posts", "t.embedded", "g-indexer")
+    registry.register(IndexVersion(collection="posts_v2", version=2, stage="embed", source_topic="t.v2",
+                                   indexer_group="g-v2"))
+    for collection in ("posts", "posts_v2"):  # opened before: opening a shard takes longer than the cache time
+        store.ensure_collection(collection, 384)
+    active = ActiveCollection(store, "posts", registry, alias_cache_s=1.0)
+    assert active.name() == "posts"
+    registry.switch("posts_v2")
+    assert active.name() == "posts"  # still the version read within the cache time
+    time.sleep(1.1)
+    assert active.name() == "posts_v2"
     store.close()

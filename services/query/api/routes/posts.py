@@ -6,7 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from services.query.api.deps import KEYED_RESPONSES, NOT_FOUND, Clock, ContextDep, PostsIndex, SearchKey
+from services.query.api.deps import (
+    KEYED_RESPONSES,
+    NOT_FOUND,
+    Clock,
+    ContextDep,
+    PostsIndex,
+    SearchKey,
+    json_response,
+    posts_index,
+)
 from services.query.context import QueryContext
 from services.query.errors import ApiError, invalid_field
 from services.query.index import TenantIndex
@@ -30,14 +39,18 @@ PostIdPath = Annotated[int, Path(ge=0, le=INT64_MAX, description="Post id in the
 
 
 @router.post("/v1/search/posts", response_model=PostSearchResponse)
-def search_posts(body: PostSearchRequest, clock: Clock, context: ContextDep, key: SearchKey, index: PostsIndex,
-                 response: Response) -> PostSearchResponse:
+def search_posts(body: PostSearchRequest, clock: Clock, context: ContextDep, key: SearchKey,
+                 response: Response) -> Response:
     """Hybrid (meaning + keywords), semantic or keyword search with filters, facets and a cursor."""
+    # The index is looked up here rather than as a dependency, and the model is sent as JSON here:
+    # each of those would be one more threadpool hop per search.
     if body.index_version is not None:
         index = version_index(context, key, body.index_version)
+    else:
+        index = posts_index(context, key)
     result = context.posts.search(body, index, clock)
     clock.report("search_posts", response, result.timings)
-    return result
+    return json_response(result, response)
 
 
 @router.get("/v1/posts/{post_id}", response_model=PostHit, responses=NOT_FOUND)
