@@ -11,7 +11,6 @@ import threading
 
 import redis
 
-from shared.embedding import LIVE_MODEL_VARIANT
 from shared.events import EMBEDDING_DIM
 from shared.index_registry import IndexRegistry, IndexVersion
 from shared.logging import get_logger
@@ -21,10 +20,12 @@ log = get_logger("query.collections")
 
 
 class ActiveCollection:
-    def __init__(self, store: VectorStore, default: str, registry: IndexRegistry | None = None) -> None:
+    def __init__(self, store: VectorStore, default: str, registry: IndexRegistry | None = None,
+                 live_variant: str = "fp32") -> None:
         self.store = store
         self.default = default
         self.registry = registry
+        self.live_variant = live_variant  # EMBEDDING_MODEL_VARIANT: a collection the registry does not know is the live one
         self._last = default
         self._opened: set[str] = set()
         self._lock = threading.Lock()
@@ -51,7 +52,7 @@ class ActiveCollection:
         found = self._models.get(collection)
         if found is None:
             version = self.registry.versions().get(collection) if self.registry else None
-            found = version.model_variant if version else LIVE_MODEL_VARIANT
+            found = version.model_variant if version else self.live_variant
             if version is not None or self.registry is None:
                 self._models[collection] = found
         return found
