@@ -62,7 +62,8 @@ def embedder():
 def full_run(bench: Bench, prefix: str, *, keep: bool, timing: dict | None = None) -> float:
     """Start cdc, viability, embedder, query on a fresh prefix and index; seconds until every
     viable post of MariaDB is searchable (service start-up included). ``timing`` gets the start-up
-    part too ("startup_s": until the last service reported ready)."""
+    part too ("startup_s": until the last service reported ready) and every process's CPU seconds at the end
+    ("cpu_end", read before the stack stops: a stopped process has no CPU time to read)."""
     expected = bench.viable_count()
     stack = bench.stack(prefix)
     started = time.monotonic()
@@ -75,7 +76,7 @@ def full_run(bench: Bench, prefix: str, *, keep: bool, timing: dict | None = Non
         stack.stop()
         raise
     if timing is not None:
-        timing.update(startup_s=ready - started, stack=stack)
+        timing.update(startup_s=ready - started, stack=stack, cpu_end=bench.sampler.cpu_seconds())
     if keep:
         bench.stop_live()
         bench.live = stack
@@ -108,7 +109,7 @@ def replay(bench: Bench, opts: Options) -> dict:
         timing: dict = {}
         cpu_before = bench.sampler.cpu_seconds()
         warm = full_run(bench, f"rw{rep}{uuid.uuid4().hex[:4]}", keep=False, timing=timing)
-        cpu = cpu_used_between(cpu_before, bench.sampler.cpu_seconds())
+        cpu = cpu_used_between(cpu_before, timing["cpu_end"])
         indexer = indexer_alone(bench, timing["stack"])
         run = {"posts": expected, "cold_s": cold, "warm_s": warm, "cold_over_warm": cold / warm,
                "warm_startup_s": timing["startup_s"], "warm_posts_per_s": expected / warm,
