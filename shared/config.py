@@ -172,8 +172,8 @@ class ModelSettings(_EnvSettings):
     embedding_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads.")
     embedding_model_variant: Literal["fp32", "int8"] = Field(
         "fp32", description="The model live ingestion embeds posts with (and queries of the versions it builds): "
-        "fp32, or int8 (dynamic quantisation: ~1.3x the texts/s, vectors at cosine ~0.99 to fp32; the measured "
-        "trade-off is in docs/performance.md). An index keeps the model it was built with: to change it under "
+        "fp32, or int8 (dynamic quantisation: 1.56x the texts per CPU second here, vectors at cosine 0.997 to fp32's, "
+        "search and tier-1 quality within the labelled sets' noise; the table is in docs/performance.md). An index keeps the model it was built with: to change it under "
         "existing data, build a new version with `ops.replay --model` rather than flipping this.")
 
 
