@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 import pymysql
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from bench.harness import DATABASE, Bench, Profiler, cpu_used_between, log
 from bench.stats import latency_summary, median, median_of_runs, percentile, ratio
@@ -25,7 +26,7 @@ from shared.events import MAX_TEXT_CHARS, content_hash
 class Options:
     repeats: int = 3
     quick: bool = False
-    pipeline_posts: int = 1500  # benchmark 1
+    pipeline_posts: int = 2000  # benchmark 1: long enough that the first batch's start-up does not dominate
     freshness_rate: float = 50.0  # benchmark 3
     freshness_s: float = 120.0
     search_points: int = 200_000  # benchmark 4
@@ -59,19 +60,24 @@ def embedder():
 # --- 5. replay, and the live stack the other benchmarks use ----------------------------------
 
 
-def full_run(bench: Bench, prefix: str, *, keep: bool) -> float:
+def full_run(bench: Bench, prefix: str, *, keep: bool, timing: dict | None = None) -> float:
     """Start cdc, viability, embedder, query on a fresh prefix and index; seconds until every
-    viable post of MariaDB is searchable (service start-up included)."""
+    viable post of MariaDB is searchable (service start-up included). ``timing`` gets the start-up
+    part too ("startup_s": until the last service reported ready) and every process's CPU seconds at the end
+    ("cpu_end", read before the stack stops: a stopped process has no CPU time to read)."""
     expected = bench.viable_count()
     stack = bench.stack(prefix)
     started = time.monotonic()
     try:
         bench.start_services(stack)
+        ready = time.monotonic()
         bench.wait_points(stack, expected, timeout=7200)
         seconds = time.monotonic() - started
     except BaseException:
         stack.stop()
         raise
+    if timing is not None:
+        timing.update(startup_s=ready - started, stack=stack, cpu_end=bench.sampler.cpu_seconds())
     if keep:
         bench.stop_live()
         bench.live = stack
@@ -101,20 +107,62 @@ def replay(bench: Bench, opts: Options) -> dict:
         log(f"replay {rep + 1}/{opts.replay_repeats}: cold (flushed {flushed} cached vectors), {expected} posts")
         cold = full_run(bench, f"rc{rep}{uuid.uuid4().hex[:4]}", keep=False)
         log(f"  cold {cold:.1f}s; warm…")
-        warm = full_run(bench, f"rw{rep}{uuid.uuid4().hex[:4]}", keep=rep == opts.replay_repeats - 1)
-        log(f"  warm {warm:.1f}s → {cold / warm:.1f}×")
-        runs.append({"posts": expected, "cold_s": cold, "warm_s": warm, "cold_over_warm": cold / warm})
+        timing: dict = {}
+        cpu_before = bench.sampler.cpu_seconds()
+        warm = full_run(bench, f"rw{rep}{uuid.uuid4().hex[:4]}", keep=False, timing=timing)
+        cpu = cpu_used_between(cpu_before, timing["cpu_end"])
+        indexer = indexer_alone(bench, timing["stack"])
+        run = {"posts": expected, "cold_s": cold, "warm_s": warm, "cold_over_warm": cold / warm,
+               "warm_startup_s": timing["startup_s"], "warm_posts_per_s": expected / warm,
+               # once every service is up: what a long (medium, large) replay converges to
+               "warm_posts_per_s_after_startup": expected / (warm - timing["startup_s"]),
+               "indexer_points_per_s": indexer["events_per_s"], "warm_cpu_s": cpu}
+        run["warm_over_indexer"] = run["warm_posts_per_s"] / run["indexer_points_per_s"]
+        run["warm_after_startup_over_indexer"] = run["warm_posts_per_s_after_startup"] / run["indexer_points_per_s"]
+        log(f"  warm {warm:.1f}s → {cold / warm:.1f}×; warm {run['warm_posts_per_s']:.0f} posts/s "
+            f"({run['warm_posts_per_s_after_startup']:.0f} after start-up), indexer alone "
+            f"{run['indexer_points_per_s']:.0f} points/s → {run['warm_over_indexer']:.2f} "
+            f"({run['warm_after_startup_over_indexer']:.2f})")
+        runs.append(run)
     bench.save_embedding_cache(model_id)
+    keys = ("cold_s", "warm_s", "cold_over_warm", "warm_startup_s", "warm_posts_per_s",
+            "warm_posts_per_s_after_startup", "indexer_points_per_s", "warm_over_indexer",
+            "warm_after_startup_over_indexer")
     return {
         "method": ("Full reprocess from MariaDB: cdc snapshot → viability → embedder → indexer on a new topic "
                    "prefix (new consumer groups, new viability state) and an empty edge index, timed from "
                    "starting the services until every viable post is searchable. Cold = Redis embedding cache "
-                   "flushed first; warm = the cache the cold run filled. Cold and warm alternate per repeat."),
+                   "flushed first; warm = the cache the cold run filled. Cold and warm alternate per repeat. "
+                   "Indexer alone: after the warm run stops, the indexer process (services.indexer.main, a fresh "
+                   "edge store) drains the warm run's embedded topic again from offset 0 with the same consumer "
+                   "group; its rate counts from its first commit (Kafka.drain_time). warm_over_indexer = warm "
+                   "posts/s / indexer points/s, in the same repeat; warm_cpu_s: CPU seconds per process during "
+                   "the warm run (where its time went)."),
         "runs": runs,
-        "summary": {"posts": expected, "cold_s": median_of_runs(runs, "cold_s"),
-                    "warm_s": median_of_runs(runs, "warm_s"),
-                    "cold_over_warm": median_of_runs(runs, "cold_over_warm")},
+        "summary": {"posts": expected, **{k: median_of_runs(runs, k) for k in keys}},
     }
+
+
+def indexer_alone(bench: Bench, stack) -> dict:
+    """The indexer's own write rate on the topic a warm replay just embedded: its group rewound to the
+    start, a fresh edge store, nothing else running."""
+    prefix = stack.config.topic_prefix
+    group, topic = f"{prefix}-indexer", f"{prefix}.pipeline.posts.embedded"
+    rewind_group(bench, group, topic)
+    process = bench.start_module(stack, "indexer-alone", "services.indexer.main", VECTOR_STORE="edge",
+                                 QDRANT_EDGE_PATH=str(stack.config.root / "qdrant-indexer-alone"))
+    try:
+        return bench.kafka.drain_time(group, [topic], timeout=3600, alive=lambda: process.alive)
+    finally:
+        process.stop()
+
+
+def rewind_group(bench: Bench, group: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bench.kafka.bootstrap, "log_level": 4})
+    futures = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, 0)])])
+    for future in futures.values():
+        future.result(timeout=15)
+    bench.kafka.forget(group)
 
 
 # --- 1. model floor vs pipeline --------------------------------------------------------------
@@ -123,7 +171,7 @@ def replay(bench: Bench, opts: Options) -> dict:
 def model_vs_pipeline(bench: Bench, opts: Options) -> dict:
     ensure_live(bench)
     model = embedder()
-    runs = []
+    runs, profiles = [], {}
     for rep in range(opts.repeats):
         if rep:
             bench.wait_summaries_idle(bench.live)
@@ -131,21 +179,30 @@ def model_vs_pipeline(bench: Bench, opts: Options) -> dict:
         rows = bench.new_posts(texts, tag=f"m{rep}{uuid.uuid4().hex[:4]}")
         strings = [embedding_text(r[3], r[4]) for r in rows]
         model.embed(strings[:32])  # warm-up (graph already built)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         model.embed(strings)
-        raw_s = time.perf_counter() - started
+        raw_s, raw_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         base = bench.points(bench.live.api_url)
+        profilers = _profile_services(bench, ("embedder", "query"), f"m{rep}") if opts.profile and rep == 0 else {}
         cpu_before = bench.sampler.cpu_seconds()
         started = time.monotonic()
         bench.insert_posts(rows)
         inserted_s = time.monotonic() - started
         pipe_s = bench.wait_points(bench.live, base + len(rows), timeout=3600, interval=0.1) + inserted_s
         cpu = cpu_used_between(cpu_before, bench.sampler.cpu_seconds())
+        profiles.update({name: profiler.stop() for name, profiler in profilers.items()})
         run = {"posts": len(rows), "raw_s": raw_s, "raw_texts_per_s": len(rows) / raw_s,
                "insert_s": inserted_s, "pipeline_s": pipe_s, "pipeline_posts_per_s": len(rows) / pipe_s,
                # where the two cores went meanwhile (the harness polls the API every 0.1 s)
-               "cpu_s": cpu, "cpu_share_embedder": cpu.get("embedder", 0.0) / max(sum(cpu.values()), 1e-9)}
+               "cpu_s": cpu, "cpu_share_embedder": cpu.get("embedder", 0.0) / max(sum(cpu.values()), 1e-9),
+               # per CPU second: the same comparison with what other processes on the machine took out
+               "raw_cpu_s": raw_cpu_s, "raw_texts_per_cpu_s": len(rows) / raw_cpu_s,
+               "embedder_posts_per_cpu_s": len(rows) / max(cpu.get("embedder", 0.0), 1e-9),
+               "pipeline_posts_per_cpu_s": len(rows) / max(sum(v for k, v in cpu.items() if k != "bench-harness"),
+                                                           1e-9)}
         run["pipeline_over_raw"] = run["pipeline_posts_per_s"] / run["raw_texts_per_s"]
+        run["embedder_over_raw_per_cpu_s"] = run["embedder_posts_per_cpu_s"] / run["raw_texts_per_cpu_s"]
+        run["pipeline_over_raw_per_cpu_s"] = run["pipeline_posts_per_cpu_s"] / run["raw_texts_per_cpu_s"]
         log(f"1. rep {rep + 1}: raw {run['raw_texts_per_s']:.0f}/s, pipeline {run['pipeline_posts_per_s']:.0f}/s "
             f"→ {run['pipeline_over_raw']:.2f}")
         runs.append(run)
@@ -155,11 +212,21 @@ def model_vs_pipeline(bench: Bench, opts: Options) -> dict:
                    "process (the model floor). Pipeline: INSERT into MariaDB (500 rows per transaction) until "
                    "the last one is searchable, all services running. Raw and pipeline alternate per repeat; "
                    "the ratio is taken per repeat, then the median. cpu_s: CPU time per process during the "
-                   "pipeline part."),
+                   "pipeline part. Per CPU second (robust to other load on the machine): raw = texts / CPU time "
+                   "of the embedding call (all its threads); embedder = posts / the embedder process's CPU time; "
+                   "pipeline = posts / CPU time of every pipeline process."),
         "runs": runs,
         "summary": {k: median_of_runs(runs, k) for k in ("raw_texts_per_s", "pipeline_posts_per_s",
-                                                          "pipeline_over_raw")},
+                                                          "pipeline_over_raw", "raw_texts_per_cpu_s",
+                                                          "embedder_posts_per_cpu_s", "embedder_over_raw_per_cpu_s",
+                                                          "pipeline_over_raw_per_cpu_s")},
+        "profile_top": profiles,  # py-spy during the first repeat's pipeline part
     }
+
+
+def _profile_services(bench: Bench, names: tuple[str, ...], tag: str) -> dict[str, Profiler]:
+    return {name: Profiler(bench.live.services[name].process.pid, bench.live.config.log_dir / f"{name}-{tag}.pyspy.txt")
+            for name in names if name in bench.live.services}
 
 
 # --- 3. freshness under steady load ------------------------------------------------------------

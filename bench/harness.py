@@ -235,6 +235,12 @@ class Kafka:
             time.sleep(interval)
         raise TimeoutError(f"{group} did not drain {topics} within {timeout}s (committed {done}, goal {goal})")
 
+    def forget(self, group: str) -> None:
+        """Drop the cached reader of ``group``'s commits (its offsets were just moved by an admin call)."""
+        consumer = self._group_consumers.pop(group, None)
+        if consumer is not None:
+            consumer.close()
+
     def close(self) -> None:
         for consumer in [*self._group_consumers.values(), self._meta]:
             consumer.close()

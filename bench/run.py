@@ -34,7 +34,7 @@ ORDER = [("5", "replay", replay), ("1", "model_vs_pipeline", model_vs_pipeline),
 
 def options(args: argparse.Namespace) -> Options:
     if args.quick:
-        opts = Options(repeats=1, quick=True, pipeline_posts=400, freshness_s=30, search_points=50_000, search_s=8,
+        opts = Options(repeats=1, quick=True, pipeline_posts=2000, freshness_s=30, search_points=50_000, search_s=8,
                        replay_repeats=1)
     else:
         opts = Options(replay_repeats=3 if args.scale == "small" else 1)

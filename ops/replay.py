@@ -45,6 +45,7 @@ from services.viability.core import ViabilityRules
 from services.viability.main import ViabilitySettings
 from services.viability.state import RedisViabilityState, replay_namespace
 from shared import topology
+from shared.bootstrap import load_embedder
 from shared.cache import connect_redis
 from services.classifier.estimate import TierTwoEstimate, estimate_tier_two
 from shared.config import (
@@ -57,7 +58,7 @@ from shared.config import (
     TaxonomySettings,
     VectorStoreSettings,
 )
-from shared.embedding import LIVE_MODEL_VARIANT, embedding_model_id, load_text_embedder
+from shared.embedding import embedding_model_id
 from shared.events import (
     EmbeddedPostUpsert,
     MalformedEvent,
@@ -98,11 +99,11 @@ def plan_version(kafka: KafkaSettings, registry: IndexRegistry, stage: str, mode
     prefix = kafka.topic_prefix  # the version's topics and groups are named by shared/topology.py
     if stage == "index":
         # Its vectors are the live embedder's (read from the live embedded topic): that is the model
-        # search must embed its queries with, whatever --model says.
+        # search must embed its queries with, whatever --model says. bootstrap recorded it.
         return IndexVersion(collection=collection, version=number, stage="index",
                             source_topic=kafka.embedded_posts_topic,
                             indexer_group=topology.version_group("indexer", prefix, collection),
-                            model_variant=LIVE_MODEL_VARIANT)
+                            model_variant=registry.live.model_variant if registry.live else "fp32")
     embed = IndexVersion(
         collection=collection, version=number, stage="embed",
         source_topic=topology.version_topic(kafka.embedded_posts_topic, collection),
@@ -239,7 +240,7 @@ def _tier_two(kafka: KafkaSettings, offsets: list[TopicPartition], client) -> Ti
         if isinstance(event, EmbeddedPostUpsert):
             upserts[event.post.id] = event
     model, catalog = ModelSettings(), TaxonomyCatalog.load(TaxonomySettings().taxonomy_dir)
-    embedder = load_text_embedder(model.model_cache_dir, intra_op_threads=model.embedding_threads)
+    embedder = load_embedder(model)  # the live model: tier 1 labels with it
     return estimate_tier_two(list(upserts.values()), TierOneLabeller(catalog, embedder.embed),
                              {t.name: t for t in catalog.all()}, LlmSettings(), LlmAnswerCache(client))
 
@@ -450,7 +451,7 @@ def registry_from_env(kafka: KafkaSettings) -> IndexRegistry:
     registry = IndexRegistry(connect_redis(RedisSettings().redis_url), kafka.topic_prefix,
                              alias=VectorStoreSettings().posts_collection)
     registry.bootstrap(VectorStoreSettings().posts_collection, kafka.embedded_posts_topic,
-                       topology.live_group("indexer", kafka.topic_prefix))
+                       topology.live_group("indexer", kafka.topic_prefix), ModelSettings().embedding_model_variant)
     return registry
 
 
@@ -485,7 +486,7 @@ def run(args: argparse.Namespace) -> int:
     # Tier-1 labels are decided when a point is written and tier 2 runs per version, so re-classifying
     # (a new taxonomy version, new thresholds) is re-indexing from the embedded topic: no model call.
     stage = "index" if args.stage == "classify" else args.stage
-    version = plan_version(kafka, registry, stage, args.model)
+    version = plan_version(kafka, registry, stage, args.model or ModelSettings().embedding_model_variant)
     group, topics = first_stage(kafka, version)
     offsets = start_offsets(kafka, topics, parse_start(args.start))
     if args.dry_run:
@@ -550,8 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", choices=["pipeline", "embed", "index", "classify"], default="embed",
                         help="where reprocessing starts: pipeline = from the CDC topics through viability; "
                              "classify = index (labels are decided at indexing)")
-    parser.add_argument("--model", choices=["fp32", "int8"], default="fp32",
-                        help="embedding model (stages embed and pipeline)")
+    parser.add_argument("--model", choices=["fp32", "int8"], default=None,
+                        help="embedding model (stages embed and pipeline; default: EMBEDDING_MODEL_VARIANT, the live one)")
     parser.add_argument("--from", dest="start", default="earliest",
                         help="earliest (default), an offset, or an ISO timestamp")
     parser.add_argument("--dry-run", action="store_true", help="print what would be reprocessed and its cost")

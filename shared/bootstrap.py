@@ -37,9 +37,11 @@ def connect_redis_clients(settings: RedisSettings) -> RedisClients:
     return RedisClients(state=connect_redis(settings.redis_url), cache=connect_redis(settings.cache_url))
 
 
-def load_embedder(model: ModelSettings) -> TextEmbedder:
+def load_embedder(model: ModelSettings, variant: str | None = None) -> TextEmbedder:
+    """The live model (EMBEDDING_MODEL_VARIANT), or ``variant``'s (an index version built with another)."""
     return load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
-                              intra_op_threads=model.embedding_threads)
+                              intra_op_threads=model.embedding_threads,
+                              quantize=(variant or model.embedding_model_variant) == "int8")
 
 
 def open_store(settings: VectorStoreSettings) -> VectorStore:
@@ -58,23 +60,26 @@ def open_labeller(embed: EmbedTexts, redis_client: redis.Redis, catalog: Taxonom
 
 
 def open_registry(kafka: KafkaSettings, store_settings: VectorStoreSettings,
-                  redis_client: redis.Redis) -> IndexRegistry:
-    """The registry, with the live pipeline registered as version 1 on first start."""
+                  redis_client: redis.Redis, live_variant: str) -> IndexRegistry:
+    """The registry, with the live pipeline registered as version 1 on first start, its vectors made by the
+    live model (``live_variant``, EMBEDDING_MODEL_VARIANT): what queries of that version are embedded with."""
     registry = IndexRegistry(redis_client, kafka.topic_prefix, alias=store_settings.posts_collection)
-    registry.bootstrap(store_settings.posts_collection, kafka.embedded_posts_topic, live_indexer_group(kafka))
+    registry.bootstrap(store_settings.posts_collection, kafka.embedded_posts_topic, live_indexer_group(kafka),
+                       live_variant)
     return registry
 
 
 def open_registry_without_redis(kafka: KafkaSettings, store_settings: VectorStoreSettings,
-                                redis_client: redis.Redis) -> IndexRegistry:
+                                redis_client: redis.Redis, live_variant: str) -> IndexRegistry:
     """The standalone indexer's registry: Redis down at start is not fatal, since the live version's writes
     need only the broker and the store. Its version loops register the live version once Redis answers."""
     try:
-        return open_registry(kafka, store_settings, redis_client)
+        return open_registry(kafka, store_settings, redis_client, live_variant)
     except redis.RedisError as exc:
         log.warning("Redis unreachable: indexing the live version; replays and corrections wait for Redis",
                     error=str(exc))
         registry = IndexRegistry(redis_client, kafka.topic_prefix, alias=store_settings.posts_collection)
         registry.live = IndexVersion(collection=store_settings.posts_collection, version=1,
-                                     source_topic=kafka.embedded_posts_topic, indexer_group=live_indexer_group(kafka))
+                                     source_topic=kafka.embedded_posts_topic, indexer_group=live_indexer_group(kafka),
+                                     model_variant=live_variant)
         return registry

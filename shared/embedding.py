@@ -329,9 +329,6 @@ def _session(model_path: Path, intra_op_threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
 
 
-LIVE_MODEL_VARIANT = "fp32"  # what the live embedder runs; a replay may build a version with "int8"
-
-
 def model_variant_of(model_id: str) -> str:
     """"int8" or "fp32" for an id made by embedding_model_id."""
     return "int8" if model_id == embedding_model_id(quantize=True) else "fp32"

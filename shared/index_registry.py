@@ -116,11 +116,12 @@ class IndexRegistry:
         # the versions hash is watched too: a drop between the check and the SET makes it start over
         return self.client.transaction(point, self._versions_key, self._alias_key, value_from_callable=True)
 
-    def bootstrap(self, collection: str, source_topic: str, indexer_group: str) -> IndexVersion:
-        """First start: register version 1 (the live pipeline) and point the alias at it."""
+    def bootstrap(self, collection: str, source_topic: str, indexer_group: str,
+                  model_variant: Literal["fp32", "int8"] = "fp32") -> IndexVersion:
+        """First start: register version 1 (the live pipeline, made by the live model) and point the alias at it."""
         # known before Redis is asked: a caller that survives Redis being down still knows the live version
         self.live = self.live or IndexVersion(collection=collection, version=1, source_topic=source_topic,
-                                              indexer_group=indexer_group)
+                                              indexer_group=indexer_group, model_variant=model_variant)
         versions = self.versions()
         if not versions:
             self.register(self.live)

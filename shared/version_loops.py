@@ -89,7 +89,7 @@ class VersionLoops:
         live = self.registry.live
         if live is not None and live.collection not in self.registry.versions():
             # Redis came back empty: register the live pipeline again instead of stopping it.
-            self.registry.bootstrap(live.collection, live.source_topic, live.indexer_group)
+            self.registry.bootstrap(live.collection, live.source_topic, live.indexer_group, live.model_variant)
 
     def _keep_live_running(self) -> None:
         """Without the registry (Redis down, maybe since start): the live version's loop runs, started if it

@@ -17,9 +17,9 @@ from confluent_kafka import Message
 
 from services.embedder.core import PostEmbedding
 from shared import topology
+from shared.bootstrap import load_embedder
 from shared.cache import EmbeddingCache, connect_redis
 from shared.config import KafkaSettings, ModelSettings, RedisSettings, ServiceSettings, VectorStoreSettings, dlq_topic
-from shared.embedding import load_text_embedder
 from shared.events import MalformedEvent, account_key, encode, parse_pipeline_event
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.index_registry import IndexRegistry, IndexVersion
@@ -88,8 +88,7 @@ def main() -> None:
 
     @functools.cache
     def embeddings(variant: str) -> PostEmbedding:
-        embedder = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
-                                      intra_op_threads=model.embedding_threads, quantize=variant == "int8")
+        embedder = load_embedder(model, variant)
         log.info("model loaded", model_id=embedder.model_id)
         return PostEmbedding(embedder, EmbeddingCache(cache_client, embedder.model_id))
 
@@ -98,7 +97,7 @@ def main() -> None:
     HealthServer(settings.metrics_port, heartbeat, {"kafka": kafka_reachable(kafka.kafka_bootstrap_servers)}).start()
     registry = IndexRegistry(redis_client, kafka.topic_prefix, alias=VectorStoreSettings().posts_collection)
     replay_embedders(kafka, registry, embeddings, stop, heartbeat).start()
-    embedder_loop(kafka, embeddings("fp32"), group=topology.live_group("embedder", kafka.topic_prefix),
+    embedder_loop(kafka, embeddings(model.embedding_model_variant), group=topology.live_group("embedder", kafka.topic_prefix),
                   output_topic=kafka.embedded_posts_topic, stop=stop, heartbeat=heartbeat).run()
 
 

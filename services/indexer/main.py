@@ -26,6 +26,7 @@ from shared.config import (
     TaxonomySettings,
     VectorStoreSettings,
 )
+from shared.embedding import model_variant_of
 from shared.health import Heartbeat, HealthServer, kafka_reachable, shutdown_event
 from shared.logging import configure_logging
 
@@ -43,7 +44,7 @@ def main() -> None:
     redis_client = connect_redis(RedisSettings().redis_url)
     catalog = TaxonomyCatalog.load(TaxonomySettings().taxonomy_dir)
     labeller = open_labeller(embedder.embed, redis_client, catalog, ClassifierSettings())
-    registry = open_registry_without_redis(kafka, store_settings, redis_client)
+    registry = open_registry_without_redis(kafka, store_settings, redis_client, model_variant_of(embedder.model_id))
     # Corrections need the store's vectors: the learner runs with the writer.
     start_feedback_learner(redis_client, store, lambda: registry.active() or store_settings.posts_collection,
                            labeller, TopicPublisher(kafka, registry), stop)

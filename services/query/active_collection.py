@@ -14,7 +14,6 @@ import time
 
 import redis
 
-from shared.embedding import LIVE_MODEL_VARIANT
 from shared.events import EMBEDDING_DIM
 from shared.index_registry import IndexRegistry, IndexVersion
 from shared.logging import get_logger
@@ -25,11 +24,12 @@ log = get_logger("query.collections")
 
 class ActiveCollection:
     def __init__(self, store: VectorStore, default: str, registry: IndexRegistry | None = None,
-                 alias_cache_s: float = 0.0) -> None:
+                 alias_cache_s: float = 0.0, live_variant: str = "fp32") -> None:
         self.store = store
         self.default = default
         self.registry = registry
         self.alias_cache_s = alias_cache_s
+        self.live_variant = live_variant  # EMBEDDING_MODEL_VARIANT: a collection the registry does not know is the live one
         self._last = default
         self._read_at = -float("inf")  # monotonic time _last was read from the registry
         self._opened: set[str] = set()
@@ -57,7 +57,7 @@ class ActiveCollection:
         found = self._models.get(collection)
         if found is None:
             version = self.registry.versions().get(collection) if self.registry else None
-            found = version.model_variant if version else LIVE_MODEL_VARIANT
+            found = version.model_variant if version else self.live_variant
             if version is not None or self.registry is None:
                 self._models[collection] = found
         return found

@@ -30,7 +30,6 @@ from shared import topology
 from shared.auth import ApiKeyStore, RateLimiter
 from shared.bootstrap import load_embedder, open_registry, open_store
 from shared.cache import EmbeddingCache, connect_redis
-from shared.embedding import load_text_embedder
 from shared.config import (
     KafkaSettings,
     ModelSettings,
@@ -97,16 +96,16 @@ def build_context(settings: QuerySettings, taxonomies: TaxonomySettings,
 
     def load_query_model(variant: str) -> QueryModel:
         """A replay's version built with another model (--model int8): loaded when first searched."""
-        other = load_text_embedder(model.model_cache_dir, batch_size=model.embedding_batch_size,
-                                   intra_op_threads=model.embedding_threads, quantize=variant == "int8")
+        other = load_embedder(model, variant)
         return other, EmbeddingCache(cache_client, other.model_id, name="query")
 
     encoder = QueryEncoder(embedder, EmbeddingCache(cache_client, embedder.model_id, name="query"), SparseEncoder(),
                            recent=settings.query_recent_vectors, load_model=load_query_model)
     store = open_store(store_settings)
     catalog = TaxonomyCatalog.load(taxonomies.taxonomy_dir)
-    posts = ActiveCollection(store, store_settings.posts_collection, open_registry(kafka, store_settings, redis_client),
-                             alias_cache_s=settings.query_alias_cache_s)
+    registry = open_registry(kafka, store_settings, redis_client, model.embedding_model_variant)
+    posts = ActiveCollection(store, store_settings.posts_collection, registry,
+                             alias_cache_s=settings.query_alias_cache_s, live_variant=model.embedding_model_variant)
     posts.name()  # opens (and if needed migrates) the active collection before the first request
     status = PipelineStatus(
         kafka=kafka, store=store, collection=posts, redis_client=redis_client,

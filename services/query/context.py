@@ -15,7 +15,6 @@ from services.query.status import PipelineStatus
 from shared.account_vectors import ACCOUNTS_LAYOUT
 from shared.auth import ApiKeyStore, DataScope, RateLimiter
 from shared.classification.taxonomy import TaxonomyCatalog
-from shared.embedding import LIVE_MODEL_VARIANT
 from shared.events import EMBEDDING_DIM
 from shared.index_registry import accounts_collection_for
 from shared.vectorstore import VectorStore
@@ -68,4 +67,4 @@ class QueryContext:
                     return None
                 self._accounts_opened.add(name)
         # Summaries of every version are embedded by the summarizer's one (live) model.
-        return TenantIndex(self.store, name, scope, LIVE_MODEL_VARIANT, self.catalog.visible_to(tenant))
+        return TenantIndex(self.store, name, scope, None, self.catalog.visible_to(tenant))

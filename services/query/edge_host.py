@@ -50,7 +50,7 @@ def run_indexers(context: QueryContext, stop: threading.Event, kafka: KafkaSetti
     while not stop.is_set():
         try:
             # open_registry registers the live version again if Redis came back empty.
-            registry = open_registry(kafka, store_settings, context.redis)
+            registry = open_registry(kafka, store_settings, context.redis, context.posts_collection.live_variant)
             indexer_versions(kafka, context.store, registry, stop=stop, labeller=labeller,
                              batch_size=store_settings.indexer_batch_size,
                              deleted_retention_s=store_settings.indexer_deleted_version_retention_days * 86_400).run()

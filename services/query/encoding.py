@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.cache import EmbeddingCache
-from shared.embedding import LIVE_MODEL_VARIANT, TextEmbedder, model_variant_of
+from shared.embedding import TextEmbedder, model_variant_of
 from shared.events import content_hash
 from shared.sparse import SparseEncoder
 from shared.vectorstore import SparseVector
@@ -69,7 +69,8 @@ class QueryEncoder:
         self.cache = cache
         self.sparse = sparse
         self.recent = RecentVectors(recent)
-        self._models: dict[str, QueryModel] = {model_variant_of(embedder.model_id): (embedder, cache)}
+        self.live_variant = model_variant_of(embedder.model_id)
+        self._models: dict[str, QueryModel] = {self.live_variant: (embedder, cache)}
         self._load_model = load_model
         self._load_lock = threading.Lock()
 
@@ -77,8 +78,9 @@ class QueryEncoder:
     def model_id(self) -> str:
         return self.embedder.model_id
 
-    def model(self, variant: str) -> QueryModel:
-        """The embedder (and its cache) of ``variant``, loaded on first use."""
+    def model(self, variant: str | None) -> QueryModel:
+        """The embedder (and its cache) of ``variant`` (None: the live model), loaded on first use."""
+        variant = variant or self.live_variant
         found = self._models.get(variant)
         if found is not None:
             return found
@@ -90,12 +92,12 @@ class QueryEncoder:
         return self._models[variant]
 
     def encode(self, text: str, *, dense: bool = True, sparse: bool = True,
-               model_variant: str = LIVE_MODEL_VARIANT) -> EncodedQuery:
+               model_variant: str | None = None) -> EncodedQuery:
         text = normalise(text)
         vector, cached = self.dense_vector(text, model_variant) if dense else (None, None)
         return EncodedQuery(dense=vector, sparse=self.sparse.query(text) if sparse else None, embedding_cached=cached)
 
-    def dense_vector(self, text: str, model_variant: str = LIVE_MODEL_VARIANT) -> tuple[np.ndarray, bool]:
+    def dense_vector(self, text: str, model_variant: str | None = None) -> tuple[np.ndarray, bool]:
         """A Redis outage only costs the cache: get/put log and count the error and go on."""
         embedder, cache = self.model(model_variant)
         text_hash = content_hash(text)

@@ -7,19 +7,19 @@ from collections.abc import Sequence
 
 from shared.auth import DataScope
 from shared.classification.taxonomy import TaxonomyCatalog
-from shared.embedding import LIVE_MODEL_VARIANT
 from shared.vectorstore import FacetCount, ScoredPoint, SearchFilter, SparseVector, VectorStore, point_id
 from shared.vectorstore.base import WeightedQuery
 
 
 class TenantIndex:
     def __init__(self, store: VectorStore, collection: str, scope: DataScope,
-                 model_variant: str = LIVE_MODEL_VARIANT, catalog: TaxonomyCatalog | None = None) -> None:
+                 model_variant: str | None = None, catalog: TaxonomyCatalog | None = None) -> None:
         self.store = store
         self.collection = collection
         self.scope = scope
         self.catalog = catalog  # the taxonomies this tenant sees (None: the caller's own catalog)
-        self.model_variant = model_variant  # the model this collection's vectors were made with: queries use it too
+        # the model this collection's vectors were made with (None: the live one): queries use it too
+        self.model_variant = model_variant
 
     def scoped(self, flt: SearchFilter | None = None) -> SearchFilter:
         return (flt or SearchFilter()).model_copy(update={

@@ -83,6 +83,10 @@ class PipelineStatus:
         self._cached: StatusResponse | None = None
         self._cached_at = 0.0
         self._lock = threading.Lock()
+        # One client for every /metrics read: httpx.get() builds a client, and with it an SSL context (the CA
+        # bundle parsed), per call; that was 37% of the query process's samples while a script polled the
+        # status page during benchmark 1 (2026-12-07-tiny-5-1, query-m0.pyspy.txt).
+        self._http = httpx.Client(timeout=1.0)
 
     def snapshot(self, indexer_running: bool) -> StatusResponse:
         with self._lock:
@@ -94,6 +98,7 @@ class PipelineStatus:
                                          "indexer_running": indexer_running})
 
     def close(self) -> None:
+        self._http.close()
         if self._offsets_client is not None:
             self._offsets_client.close()
             self._offsets_client = None
@@ -129,7 +134,7 @@ class PipelineStatus:
         if not url or url == IN_PROCESS:
             return None, "not configured (STATUS_METRICS_URLS)"
         try:
-            response = httpx.get(url, timeout=1.0)
+            response = self._http.get(url)
             response.raise_for_status()
         except httpx.HTTPError as exc:
             return None, f"{url} unreachable: {type(exc).__name__}"

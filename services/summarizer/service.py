@@ -30,7 +30,7 @@ from shared.config import (
     VectorStoreSettings,
     dlq_topic,
 )
-from shared.embedding import TextEmbedder
+from shared.embedding import TextEmbedder, model_variant_of
 from shared.events import EMBEDDING_DIM, MalformedEvent, parse_embedded_topic_event
 from shared.health import Heartbeat
 from shared.index_registry import IndexRegistry, IndexVersion, accounts_collection_for
@@ -157,7 +157,7 @@ def open_summarizer(store: VectorStore, embedder: TextEmbedder, stop: threading.
         label_enabled = TaxonomyCatalog.load(config.taxonomies.taxonomy_dir).is_enabled
     cache_client = connect_redis(config.redis.cache_url)
     client = build_llm_client(config.llm, redis_client, cache_client) if settings.summarizer_llm else None
-    parts = SummarizerParts(kafka=kafka, store=store, registry=open_registry(kafka, store_settings, redis_client),
+    parts = SummarizerParts(kafka=kafka, store=store, registry=open_registry(kafka, store_settings, redis_client, model_variant_of(embedder.model_id)),
                             redis=redis_client, embedder=embedder, settings=settings,
                             accounts_base=store_settings.accounts_collection, label_enabled=label_enabled,
                             llm=LlmSummaryWriter(client, settings.summarizer_llm_token_budget) if client else None,

@@ -1,5 +1,6 @@
-"""A query is embedded by the model of the index version it searches: the real query app (built from the
-environment, as in production), real fp32 and int8 models, real Redis and the edge engine."""
+"""A query is embedded by the model of the index version it searches, and the live model is the one
+EMBEDDING_MODEL_VARIANT names: the real query app (built from the environment, as in production), real fp32
+and int8 models, real Redis and the edge engine."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from fastapi.testclient import TestClient
 
 from services.query.app import QuerySettings, create_app
 from shared.auth import ApiKeyStore, Scope
+from shared.bootstrap import load_embedder
+from shared.config import ModelSettings
 from shared.embedding import TextEmbedder, load_text_embedder
 from shared.index_registry import IndexRegistry, IndexVersion
 from shared.vectorstore import EdgeVectorStore, PointRecord, point_id
@@ -31,6 +34,15 @@ def _points(vectors: np.ndarray, model_id: str) -> list[PointRecord]:
         for i, (text, vector) in enumerate(zip(TEXTS, vectors, strict=True))]
 
 
+def _app_environment(monkeypatch, tmp_path, prefix: str, infra) -> None:
+    for name, value in {"REDIS_URL": f"redis://127.0.0.1:{infra.config.redis_port}/0", "VECTOR_STORE": "edge",
+                        "QDRANT_EDGE_PATH": str(tmp_path / "qdrant"), "TOPIC_PREFIX": prefix,
+                        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{infra.config.broker_port}",
+                        "MODEL_CACHE_DIR": str(MODEL_CACHE_DIR),
+                        "TAXONOMY_DIR": str(taxonomy_dir(tmp_path / "taxonomies"))}.items():
+        monkeypatch.setenv(name, value)
+
+
 def test_query_is_embedded_by_the_model_of_the_version_searched(tmp_path, monkeypatch, embedder, int8_embedder,
                                                                  redis_client, infra):
     # one text per call, as a query is: int8 activations are quantised per call, so a batch shifts them
@@ -48,12 +60,7 @@ def test_query_is_embedded_by_the_model_of_the_version_searched(tmp_path, monkey
     # what `ops.replay --stage embed --model int8` registers
     registry.register(IndexVersion(collection="posts_v2", version=2, stage="embed", source_topic=f"{prefix}.v2",
                                    indexer_group=f"{prefix}-v2", model_variant="int8"))
-    for name, value in {"REDIS_URL": f"redis://127.0.0.1:{infra.config.redis_port}/0", "VECTOR_STORE": "edge",
-                        "QDRANT_EDGE_PATH": str(tmp_path / "qdrant"), "TOPIC_PREFIX": prefix,
-                        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{infra.config.broker_port}",
-                        "MODEL_CACHE_DIR": str(MODEL_CACHE_DIR),
-                        "TAXONOMY_DIR": str(taxonomy_dir(tmp_path / "taxonomies"))}.items():
-        monkeypatch.setenv(name, value)
+    _app_environment(monkeypatch, tmp_path, prefix, infra)
     key = ApiKeyStore(redis_client).create("ops", [Scope.search, Scope.admin], UNLIMITED).key
     app = create_app(QuerySettings(query_recent_vectors=64))  # TAXONOMY_DIR from the environment above
 
@@ -78,3 +85,30 @@ def test_query_is_embedded_by_the_model_of_the_version_searched(tmp_path, monkey
         registry.switch(registry.previous())  # rollback
         for text in TEXTS:
             assert best(text) == (text, pytest.approx(1.0, abs=1e-4))
+
+
+def test_live_model_variant_setting_switches_the_live_model(tmp_path, monkeypatch, embedder, int8_embedder,
+                                                             redis_client, infra):
+    """EMBEDDING_MODEL_VARIANT=int8: the embedder the services load is int8, the live version is registered
+    as made by it on first start, and a query of the live index is embedded by it (an fp32 query vector
+    would not score 1.0 against the int8 vectors)."""
+    monkeypatch.setenv("EMBEDDING_MODEL_VARIANT", "int8")
+    assert load_embedder(ModelSettings()).model_id == int8_embedder.model_id != embedder.model_id
+    int8 = np.stack([int8_embedder.embed([text])[0] for text in TEXTS])
+    fp32 = np.stack([embedder.embed([text])[0] for text in TEXTS])
+    assert float(np.min(np.sum(fp32 * int8, axis=1))) < 0.999, "the two models must differ enough to tell apart"
+    store = EdgeVectorStore(tmp_path / "qdrant")
+    store.ensure_collection("posts", 384)
+    store.upsert("posts", _points(int8, int8_embedder.model_id))
+    store.close()
+    prefix = f"lv{tmp_path.name[-6:]}"
+    _app_environment(monkeypatch, tmp_path, prefix, infra)
+    key = ApiKeyStore(redis_client).create("ops", [Scope.search], UNLIMITED).key
+    with TestClient(create_app(QuerySettings())) as client:  # registers the live version (none yet)
+        for text in TEXTS:
+            body = {"query": text, "mode": "semantic", "limit": 1, "facets": []}
+            response = client.post("/v1/search/posts", json=body, headers={"X-API-Key": key})
+            assert response.status_code == 200, response.text
+            hit = response.json()["results"][0]
+            assert (hit["post"]["title"], hit["score"]) == (text, pytest.approx(1.0, abs=1e-4))
+    assert IndexRegistry(redis_client, prefix, alias="posts").versions()["posts"].model_variant == "int8"

@@ -3,7 +3,10 @@ fields are known: lag, throughput, dead letters, caches, freshness percentiles, 
 
 from __future__ import annotations
 
+import ssl
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -11,7 +14,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient
 
+from services.query.active_collection import ActiveCollection
 from services.query.app import QuerySettings, create_app
+from services.query.status import PipelineStatus
 from shared.auth import Scope
 from shared.config import KafkaSettings, dlq_topic
 from shared.kafka import ensure_topics
@@ -129,3 +134,44 @@ def test_status_says_when_kafka_is_unreachable(embedder, redis_client, context, 
     assert body["kafka"]["reachable"] is False
     assert all(s["problem"] == "broker unreachable" and s["lag"] is None for s in body["services"])
     assert body["points"] > 0
+
+
+def test_status_reads_service_metrics_without_a_new_ssl_context_per_read(redis_client, infra, monkeypatch):
+    """Each refresh reads every service's /metrics; a client (and its SSL context, the CA bundle parsed)
+    built per read cost a third of the query process's CPU while a script polled the status page."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _MetricsHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    kafka = KafkaSettings(kafka_bootstrap_servers=f"127.0.0.1:{infra.config.broker_port}", topic_prefix="sslctx")
+    store = ServerVectorStore(client=QdrantClient(":memory:"))
+    store.ensure_collection(COLLECTION, 384)
+    contexts = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **kw: contexts.append(1) or real(*a, **kw))
+    status = PipelineStatus(kafka=kafka, store=store, collection=ActiveCollection(store, COLLECTION),
+                            redis_client=redis_client, embedding_model="m",
+                            metrics_urls={name: url for name in ("cdc", "viability", "embedder")}, refresh_s=0.0)
+    try:
+        for _ in range(3):
+            status.snapshot(indexer_running=False)
+        assert _MetricsHandler.reads >= 9, "every refresh read every service's metrics"
+        assert len(contexts) <= 1
+    finally:
+        status.close()
+        server.shutdown()
+
+
+class _MetricsHandler(BaseHTTPRequestHandler):
+    reads = 0
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        type(self).reads += 1
+        body = b"pipeline_dlq_messages_total{service=\"cdc\",topic=\"t\"} 0\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
