@@ -107,20 +107,21 @@ def run_indexer(messages: list[bytes], root: Path, labeller, batch: int, profile
     return {"points": stored, "wall_s": wall, "cpu_s": cpu}
 
 
-def read_points(root: Path) -> list:
-    """The indexer's points as its shard holds them, in write order."""
+def read_points(root: Path, collection: str = "posts") -> list:
+    """The indexer's points as its shard holds them (ids, dense and keyword vectors, payloads), in id order."""
     from shared.vectorstore.qdrant_edge import EdgeVectorStore
 
     store = EdgeVectorStore(root)
-    store.ensure_collection("posts", 384)
-    shard = store._collection("posts").shard
-    ids = list(store.scroll_ids("posts"))
+    store.ensure_collection(collection, 384)
+    shard = store._collection(collection).shard
+    ids = list(store.scroll_ids(collection))
     records = shard.retrieve(ids, with_payload=True, with_vector=True)
     store.close()
     return records
 
 
 def run_engine(records: list, root: Path, batch: int) -> dict:
+    """qdrant-edge's bulk upsert of these records into a fresh shard: build the points, update, flush."""
     import qdrant_edge as qe
 
     from shared.vectorstore.qdrant_edge import _ensure_indexes, _open_shard
@@ -152,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--points", type=int, default=10_000)
     parser.add_argument("--profile", type=Path, help="cProfile of the indexer's batches (cumulative, top 40)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--work-dir", type=Path, default=CACHE.parent,
+                        help="where the two shards are written (a flush's cost depends on the disk)")
     args = parser.parse_args(argv)
     batch = VectorStoreSettings().indexer_batch_size
     model = load_embedder(ModelSettings())
@@ -159,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     labeller = TierOneLabeller(TaxonomyCatalog.load(TaxonomySettings().taxonomy_dir), model.embed)
     labeller.labels(np.zeros((1, 384), dtype=np.float32))  # prototypes embedded before the clock starts
     profile = cProfile.Profile(time.process_time) if args.profile else None  # CPU, not a loaded machine's wall
-    with tempfile.TemporaryDirectory(dir=RESULTS.parent.parent / ".dev") as tmp:
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
         indexer = run_indexer(messages, Path(tmp) / "indexer", labeller, batch, profile)
         records = read_points(Path(tmp) / "indexer")
         engine = run_engine(records, Path(tmp) / "engine", batch)
