@@ -9,8 +9,8 @@ query process starting on that shard; its summarizer draining the accounts queue
 Redis's used memory; after the indexer, the shard's size on disk.
 
 Engine ratios, each against the engine in the same run: the indexer's points/s vs qdrant-edge's own
-bulk upsert of the same points (built by the indexer's own conversion, then written straight into a
-fresh shard); the search API's warm throughput vs the engine's in-process throughput for the same
+bulk upsert of the same points (read back from the indexer's shard, exactly as written: vectors,
+keyword vectors, payloads with labels; then built and written straight into a fresh shard); the search API's warm throughput vs the engine's in-process throughput for the same
 query vectors, filters and limit.
 """
 
@@ -77,7 +77,7 @@ def scaling(bench: Bench, opts: Options) -> dict:
         redis_mb["query"] = _redis_used_mb(bench)
         summary["points"] = search.pop("points")
         summary.update(search)
-        summary.update(_indexer_vs_engine(bench, embedded_topic, stages["indexer"]["events_per_s"],
+        summary.update(_indexer_vs_engine(bench, shard_root, stages["indexer"]["events_per_s"],
                                           stages["indexer"]["cpu_s_after_ready"]))
         summary.update(_search_engine(shard_root, opts, bench, summary))
     finally:
@@ -339,37 +339,20 @@ def _showcase_accounts(bench: Bench) -> int:
 # --- close to the engine -----------------------------------------------------------------------------
 
 
-def _indexer_vs_engine(bench: Bench, embedded_topic: str, indexer_rate: float, indexer_cpu_s: float | None) -> dict:
-    """The embedded topic's upserts, turned into points by the indexer's own conversion, written into a
-    fresh edge shard with qdrant-edge directly in batches of the indexer's size: build (qe.Point, the
-    payload's conversion into the engine) + update + flush per batch, as the indexer's store does."""
-    import qdrant_edge as qe
-
-    from services.indexer.core import post_point
+def _indexer_vs_engine(bench: Bench, shard_root: Path, indexer_rate: float, indexer_cpu_s: float | None) -> dict:
+    """The points the indexer wrote, read back from its shard (the query process, which held it, has
+    stopped), written into a fresh edge shard with qdrant-edge directly in batches of the indexer's
+    size: build (qe.Point, the payload's conversion into the engine) + update + flush per batch."""
+    from bench.indexer_engine import read_points, run_engine
     from shared.config import VectorStoreSettings
-    from shared.events import parse_embedded_topic_event
-    from shared.vectorstore.qdrant_edge import _ensure_indexes, _open_shard, _point_vectors
 
-    events = [e for e in (parse_embedded_topic_event(raw) for raw in _read_all(bench, embedded_topic))
-              if e.kind == "post.embedded"]
-    started = time.perf_counter()
-    points = [post_point(e) for e in events]
-    conversion_s = time.perf_counter() - started
+    collection = next(p for p in shard_root.iterdir() if p.is_dir() and p.name.startswith("posts")
+                      and not p.name.endswith("-deleted"))
+    records = read_points(shard_root, collection.name)
     batch_size = VectorStoreSettings().indexer_batch_size
     with tempfile.TemporaryDirectory(dir=bench.root) as tmp:
-        shard = _open_shard(Path(tmp) / "posts", 384)
-        _ensure_indexes(shard)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        build_s = 0.0
-        for start in range(0, len(points), batch_size):
-            t0 = time.perf_counter()
-            batch = [qe.Point(p.id, _point_vectors([float(x) for x in p.vector], p.sparse), p.payload)
-                     for p in points[start:start + batch_size]]
-            build_s += time.perf_counter() - t0
-            shard.update(qe.UpdateOperation.upsert_points(batch))
-            shard.flush()
-        engine_s, engine_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
-        shard.close()
+        engine = run_engine(records, Path(tmp), batch_size)
+    points, engine_s, engine_cpu_s = records, engine["wall_s"], engine["cpu_s"]
     engine_rate = len(points) / engine_s
     # Per CPU second as well: on a loaded machine the two runs get different shares of the cores,
     # CPU time per point does not depend on that share.
@@ -378,33 +361,10 @@ def _indexer_vs_engine(bench: Bench, embedded_topic: str, indexer_rate: float, i
     log(f"7. engine bulk upsert: {engine_rate:.0f} points/s (indexer {indexer_rate:.0f}/s, ratio "
         f"{indexer_rate / engine_rate:.2f})")
     return {"engine_upsert_points_per_s": engine_rate, "engine_upsert_points": len(points),
-            "engine_point_build_share": build_s / engine_s, "indexer_conversion_us_per_point":
-            1e6 * conversion_s / max(len(points), 1), "indexer_over_engine": indexer_rate / engine_rate,
+            "indexer_over_engine": indexer_rate / engine_rate,
             "engine_upsert_batch": batch_size, "engine_upsert_points_per_cpu_s": engine_per_cpu_s,
             "indexer_points_per_cpu_s": indexer_per_cpu_s,
             "indexer_over_engine_per_cpu_s": indexer_per_cpu_s / engine_per_cpu_s}
-
-
-def _read_all(bench: Bench, topic: str) -> list[bytes]:
-    consumer = Consumer({"bootstrap.servers": bench.kafka.bootstrap, "group.id": f"bench-read-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
-    consumer.assign([TopicPartition(topic, 0, -2)])
-    values, deadline = [], time.monotonic() + 600
-    try:
-        while time.monotonic() < deadline:
-            messages = consumer.consume(5000, 1.0)
-            eof = False
-            for message in messages:
-                if message.error() is None:
-                    if message.value():
-                        values.append(message.value())
-                elif message.error().code() == -191:
-                    eof = True
-            if eof:
-                break
-    finally:
-        consumer.close()
-    return values
 
 
 def _search_engine(shard_root: Path, opts: Options, bench: Bench, summary: dict) -> dict:

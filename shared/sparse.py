@@ -41,7 +41,8 @@ class SparseEncoder:
 
 
 def _to_model(vector: qe.SparseVector) -> SparseVector:
-    return SparseVector(indices=list(vector.indices), values=list(vector.values))
+    # The engine's own output (indices and values of equal length): not validated again, per document.
+    return SparseVector.model_construct(indices=list(vector.indices), values=list(vector.values))
 
 
 def _valid_unicode(text: str) -> str:

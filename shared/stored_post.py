@@ -4,6 +4,12 @@ One model, so the field list lives here and nowhere else. The payload keys are t
 (plus ``vertical_labels``, the flat keys derived from ``verticals``); they are what existing shards
 hold, so renaming a field is a data migration, not a refactor. A payload written before a
 bookkeeping field existed still reads: only what a result card needs is required.
+
+Shape: the fields the engine itself reads (filters, ranges, facets, ordering: the payload indexes)
+and the two the indexer compares on every write are top-level keys; every other field travels in
+``packed``, one JSON string. The engine converts a payload key by key when a point is built (a few
+µs per key and point, the indexer's largest cost after the engine's own update), and a string is one
+key. Readers go through ``payload_fields``; a flat payload (written before the packing) reads as is.
 """
 
 from __future__ import annotations
@@ -11,9 +17,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.classification.taxonomy import VerticalLabel, verticals_payload
+from shared.vectorstore.base import INDEXED_FIELDS
+
+PACKED_KEY = "packed"
+# Top-level: what the engine reads (its payload indexes; "verticals[].x" is the nested "verticals")
+# and what the indexer compares before each write (versions, the labelled text).
+ENGINE_KEYS = frozenset({key.split("[", 1)[0] for key in INDEXED_FIELDS} | {"source_version", "content_hash"})
 
 
 class PostCard(BaseModel):
@@ -62,10 +75,35 @@ class StoredPost(PostCard):
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> StoredPost:
         """Raises pydantic.ValidationError for a payload that is not a post."""
-        return cls.model_validate(payload)
+        return cls.model_validate(payload_fields(payload))
 
     def payload(self) -> dict:
-        return {**self.model_dump(mode="json", exclude={"verticals"}), **verticals_payload(self.verticals)}
+        return packed_payload({**self.model_dump(mode="json", exclude={"verticals"}),
+                               **verticals_payload(self.verticals)})
+
+
+def packed_payload(fields: Mapping[str, Any]) -> dict:
+    """The payload to store for a post's flat fields: ENGINE_KEYS top-level, the rest in PACKED_KEY."""
+    payload = {key: value for key, value in fields.items() if key in ENGINE_KEYS}
+    payload[PACKED_KEY] = orjson.dumps({key: value for key, value in fields.items()
+                                        if key not in ENGINE_KEYS}).decode()
+    return payload
+
+
+def payload_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Every field of a stored payload as flat keys, packed or not (a flat one is returned as is; a
+    projection without PACKED_KEY gives its top-level keys). A top-level key wins over a packed one:
+    set_payload patches (labels) write top-level keys."""
+    packed = payload.get(PACKED_KEY)
+    if not isinstance(packed, str):
+        return dict(payload)
+    try:
+        unpacked = orjson.loads(packed)
+    except orjson.JSONDecodeError:
+        unpacked = {}
+    fields = unpacked if isinstance(unpacked, dict) else {}
+    fields.update((key, value) for key, value in payload.items() if key != PACKED_KEY)
+    return fields
 
 
 def readable_labels(value: object) -> list[VerticalLabel]:

@@ -41,6 +41,7 @@ from shared.index_registry import IndexRegistry
 from shared.kafka import OutboundMessage, make_producer, produce_all
 from shared.logging import get_logger
 from shared.metrics import FEEDBACK_APPLIED
+from shared.stored_post import payload_fields
 from shared.vectorstore import SearchFilter, VectorStore
 
 log = get_logger("feedback")
@@ -118,9 +119,10 @@ class FeedbackLearner:
             return
         vector = np.asarray(vectors[pid], dtype=np.float32)
         [post] = self.store.retrieve(collection, [pid])
-        relabels = self.teach(feedback, post.payload, vector, collection, pid) if feedback.teaches else []
+        stored = payload_fields(post.payload)
+        relabels = self.teach(feedback, stored, vector, collection, pid) if feedback.teaches else []
         correction = PostCorrection(
-            post_id=feedback.post_id, account_id=post.payload.get("account_id", feedback.account_id or 0),
+            post_id=feedback.post_id, account_id=stored.get("account_id", feedback.account_id or 0),
             taxonomy=feedback.taxonomy, taxonomy_version=self.labeller.versions().get(feedback.taxonomy, "1"),
             vertical=feedback.vertical, correct_vertical=feedback.correct_vertical)
         self.publish([correction, *relabels])
@@ -153,12 +155,13 @@ class FeedbackLearner:
         if not hits:
             return []
         vectors = self.store.dense_vectors(collection, [h.id for h in hits])
-        hits = [h for h in hits if h.id in vectors and isinstance(h.payload.get("post_id"), int)
-                and isinstance(h.payload.get("account_id"), int) and h.payload.get("content_hash")]
+        posts = {h.id: payload_fields(h.payload) for h in hits}
+        hits = [h for h in hits if h.id in vectors and isinstance(posts[h.id].get("post_id"), int)
+                and isinstance(posts[h.id].get("account_id"), int) and posts[h.id].get("content_hash")]
         fresh = self.labeller.labels(np.asarray([vectors[h.id] for h in hits], dtype=np.float32),
-                                     [h.payload["content_hash"] for h in hits])
-        return [PostRelabel(post_id=hit.payload["post_id"], account_id=hit.payload["account_id"],
-                            content_hash=hit.payload["content_hash"], labels=labels)
+                                     [posts[h.id]["content_hash"] for h in hits])
+        return [PostRelabel(post_id=posts[hit.id]["post_id"], account_id=posts[hit.id]["account_id"],
+                            content_hash=posts[hit.id]["content_hash"], labels=labels)
                 for hit, labels in zip(hits, fresh, strict=True)]
 
     def _ensure_group(self) -> None:

@@ -44,7 +44,7 @@ from shared.events import (
 )
 from shared.metrics import FRESHNESS_SECONDS, INDEX_OPERATIONS
 from shared.sparse import SPARSE_MODEL_ID, SparseEncoder
-from shared.stored_post import StoredPost, stored_labels
+from shared.stored_post import packed_payload, stored_labels
 from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
 
 PAYLOAD_TEXT_CHARS = 4_000  # what a result card shows; the vector already saw the full text
@@ -65,8 +65,11 @@ def post_point_id(post_id: int) -> str:
 
 
 def post_payload(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None) -> dict:
+    """StoredPost's fields as a dict, packed (StoredPost(...).payload() gives the same payload at a few
+    times the cost per point: it validates again what the event's parsing validated; a unit test
+    holds the two equal)."""
     post, account, position = event.post, event.account, event.position
-    return StoredPost(
+    return packed_payload(dict(
         post_id=post.id, account_id=post.account_id, platform=post.platform, title=post.title,
         description=(post.description or "")[:PAYLOAD_TEXT_CHARS], url=post.url, published_at=post.published_at,
         views=post.views, likes=post.likes, comments=post.comments,
@@ -79,7 +82,8 @@ def post_payload(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None) ->
         sparse_model_id=SPARSE_MODEL_ID, source_version=position.order_key(),
         # What the labels were decided from: a tier-2 opinion about other text is not applied.
         content_hash=content_hash(post.embedding_text()),
-    ).payload()
+        **verticals_payload(()),
+    ))
 
 
 @dataclass
@@ -92,11 +96,13 @@ class WriteStep:
     label_changes: list[LabelChange] = field(default_factory=list)  # applied in order, after the step's writes
 
 
-def post_point(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None) -> PointRecord:
-    """Dense vector from the embedder, keyword vector of the same text, and the payload."""
-    return PointRecord(id=post_point_id(event.post.id), vector=event.vector(),
-                       sparse=_sparse_encoder().document(event.post.embedding_text()),
-                       payload=post_payload(event, indexed_at_ms))
+def post_point(event: EmbeddedPostUpsert, indexed_at_ms: int | None = None, pid: str | None = None) -> PointRecord:
+    """Dense vector from the embedder, keyword vector of the same text, and the payload. Built without
+    validation (per point, in the indexer's hot loop): the id is canonical by construction, the vector
+    and the event were checked when the event was parsed."""
+    return PointRecord.model_construct(id=pid or post_point_id(event.post.id), vector=event.vector(),
+                                       sparse=_sparse_encoder().document(event.post.embedding_text()),
+                                       named={}, payload=post_payload(event, indexed_at_ms))
 
 
 def with_labels(payload: dict, labels: Sequence[VerticalLabel]) -> dict:
@@ -129,7 +135,7 @@ def plan_writes(events: Sequence[IndexEvent], labeller: Labeller | None = None) 
         else:
             pid = post_point_id(event.post.id)
             current.deletes.discard(pid)
-            current.upserts[pid] = post_point(event, indexed_at_ms)
+            current.upserts[pid] = post_point(event, indexed_at_ms, pid)
     steps.append(current)
     steps = [s for s in steps if s.upserts or s.deletes or s.labels or s.label_changes or s.purge_account is not None]
     if labeller is not None:

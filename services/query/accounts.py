@@ -32,6 +32,7 @@ from services.query.posts import DEFAULT_LABEL_FLOOR, FACET_LIMIT, to_hits, vert
 from services.query.timing import StageClock
 from shared.account_vectors import fused_queries
 from shared.classification.taxonomy import TaxonomyCatalog, split_label_key
+from shared.stored_post import payload_fields
 from shared.vectorstore import ScoredPoint, SearchFilter
 
 # Candidates of each of the account views (centroid, themes, summary) before their scores are added up:
@@ -44,7 +45,7 @@ TOP_POSTS = 5  # most viewed posts on an account's page
 
 def account_from_payload(payload: dict) -> Account | None:
     try:
-        return Account.model_validate(payload)
+        return Account.model_validate(payload_fields(payload))  # a post's payload (packed) or a summary's
     except ValidationError:
         return None
 

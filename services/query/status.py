@@ -38,6 +38,7 @@ from shared.config import KafkaSettings, dlq_topic
 from shared.logging import get_logger
 from shared.spend import LlmSpend, read_llm_spend
 from shared.sparse import SPARSE_MODEL_ID
+from shared.stored_post import PACKED_KEY, payload_fields
 from shared.vectorstore import SearchFilter, VectorStore
 
 log = get_logger("query.status")
@@ -194,9 +195,10 @@ class PipelineStatus:
         since = int(time.time() * 1000) - self.freshness_window_s * 1000
         points = self.store.scroll_points(collection, SearchFilter(indexed_after=since), FRESHNESS_SAMPLE,
                                           order_by="indexed_at_ms", fields=["indexed_at_ms", "source_ts_ms",
-                                                                            "source_snapshot"])
-        delays = np.array([(p.payload["indexed_at_ms"] - p.payload["source_ts_ms"]) / 1000 for p in points
-                           if not p.payload.get("source_snapshot") and "source_ts_ms" in p.payload])
+                                                                            "source_snapshot", PACKED_KEY])
+        posts = [payload_fields(p.payload) for p in points]
+        delays = np.array([(post["indexed_at_ms"] - post["source_ts_ms"]) / 1000 for post in posts
+                           if not post.get("source_snapshot") and "source_ts_ms" in post])
         quantile = (lambda q: round(float(np.quantile(delays, q)), 3)) if delays.size else (lambda q: None)
         return FreshnessStatus(
             window_s=self.freshness_window_s, samples=int(delays.size), p50_s=quantile(0.5), p95_s=quantile(0.95),

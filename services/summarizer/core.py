@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from shared.stored_post import PostCard, StoredPost
+from shared.stored_post import PACKED_KEY, PostCard, StoredPost
 
 # Bump when what a summary contains changes: stored summaries of an older format are recomputed
 # on their account's next trigger instead of living on in the old shape.
@@ -44,8 +44,9 @@ NEAR_DUPLICATE = 0.95  # cosine above which two representatives say the same thi
 MIN_THEME_SHARE = 0.02  # a theme of fewer posts is an outlier, not something the account is about
 MIN_VERTICAL_SHARE = 0.05  # account-level labels (for filters) need at least this share of posts
 
-# Payload keys of an indexed post the summary reads (scroll only these): the card and its labels.
-POST_FIELDS = (*PostCard.model_fields, "verticals")
+# Payload keys of an indexed post the summary reads (scroll only these): the card and its labels, and
+# the packed rest of the post (where most of the card's fields are stored, shared/stored_post.py).
+POST_FIELDS = (*PostCard.model_fields, "verticals", PACKED_KEY)
 
 # Words of 3+ characters (inner apostrophes and hyphens kept) and hashtags; short ones never match.
 _TOKEN = re.compile(r"#?[^\W_][\w'-]+[^\W_]")

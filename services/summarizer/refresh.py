@@ -45,7 +45,7 @@ from shared.events import EMBEDDING_DIM, AccountPurge, EmbeddedPostUpsert, PostD
 from shared.logging import get_logger
 from shared.metrics import SUMMARY_BACKLOG, SUMMARY_REFRESHES, SUMMARY_SECONDS
 from shared.sparse import SparseEncoder
-from shared.stored_post import StoredPost
+from shared.stored_post import PACKED_KEY, StoredPost, payload_fields
 from shared.vectorstore import PointRecord, SearchFilter, VectorStore, point_id
 from shared.vectorstore.base import LayoutMismatch
 
@@ -234,10 +234,11 @@ class AccountRefresher:
         """A sample of every indexed post, redrawn now and then: the keywords' idea of ordinary."""
         if self._background is None or time.monotonic() - self._background_at > self.settings.summarizer_background_refresh_s:
             sample = self.store.scroll_points(self.posts_collection, None, limit=self.settings.summarizer_background_posts,
-                                              fields=("title", "description")) \
+                                              fields=("title", "description", PACKED_KEY)) \
                 if self.settings.summarizer_background_posts else []
             self._background = TermBackground.from_texts(
-                f"{p.payload.get('title') or ''}\n{p.payload.get('description') or ''}" for p in sample)
+                f"{post.get('title') or ''}\n{post.get('description') or ''}"
+                for post in (payload_fields(p.payload) for p in sample))
             self._background_at = time.monotonic()
         return self._background
 

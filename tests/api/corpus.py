@@ -27,6 +27,7 @@ from shared.config import PROJECT_ROOT, KafkaSettings
 from shared.embedding import TextEmbedder, load_text_embedder
 from shared.events import EMBEDDING_DIM, AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition
 from shared.sparse import SparseEncoder
+from shared.stored_post import payload_fields
 from shared.vectorstore import EdgeVectorStore, PointRecord, VectorStore
 from tests.conftest import MODEL_CACHE_DIR
 
@@ -103,7 +104,7 @@ def index_corpus(corpus: Corpus, embedder: TextEmbedder, store: VectorStore) -> 
     store.ensure_collection(COLLECTION, EMBEDDING_DIM)
     for step in plan_writes(events):
         points = [PointRecord(id=p.id, vector=p.vector, sparse=p.sparse,
-                              payload={**p.payload, **verticals_payload(labels_of(corpus.posts[p.payload["post_id"]]))})
+                              payload={**p.payload, **verticals_payload(labels_of(corpus.posts[payload_fields(p.payload)["post_id"]]))})
                   for p in step.upserts.values()]
         store.upsert(COLLECTION, points)
 

@@ -18,6 +18,7 @@ from shared.account_vectors import CENTROID_VECTOR, THEMES_VECTOR, AccountVector
 from shared.auth import Scope
 from shared.config import SummarizerSettings
 from shared.sparse import SparseEncoder
+from shared.stored_post import payload_fields
 from shared.vectorstore import PointRecord, SearchFilter, ServerVectorStore, SparseVector, point_id
 from tests.api.conftest import UNLIMITED
 from tests.api.corpus import COLLECTION, build_context, labels_of
@@ -114,7 +115,7 @@ def summarized(context, embedder, redis_client, kafka_settings, scratch, corpus)
     vectors = context.store.dense_vectors(COLLECTION, [p.id for p in points])
     sparse = SparseEncoder()
     store.upsert(COLLECTION, [PointRecord(id=p.id, vector=vectors[p.id], payload=p.payload,
-                                          sparse=sparse.document(p.payload["title"])) for p in points])
+                                          sparse=sparse.document(payload_fields(p.payload)["title"])) for p in points])
     refresher = AccountRefresher(store, COLLECTION, "accounts", embedder,
                                  SummarizerSettings(summarizer_background_posts=0))
     for account_id in chosen:

@@ -19,6 +19,7 @@ from demo.seed import seed_database
 from devstack.processes import apply_schema, port_open
 from devstack.stack import LocalStack
 from services.indexer.core import post_point_id
+from shared.stored_post import payload_fields
 from shared.vectorstore import EdgeVectorStore
 from tests.conftest import api_headers, wait_for
 from tests.e2e.source_of_truth import VIABLE_POSTS_SQL
@@ -114,7 +115,7 @@ def test_every_service_killed_mid_ingest_and_redis_restarted_loses_nothing(stack
         points = store.retrieve("posts", ids)
         # Labels are written with the point, so no crash leaves a point unlabelled.
         assert all(isinstance(p.payload.get("verticals"), list) and p.payload.get("content_hash") for p in points)
-        stored = {p.payload["post_id"]: p.payload["title"] for p in points}
+        stored = {post["post_id"]: post["title"] for post in (payload_fields(p.payload) for p in points)}
         stale = {pid: (title, expected[pid]) for pid, title in stored.items() if title != expected[pid]}
         assert stale == {}
     finally:

@@ -20,6 +20,7 @@ from services.indexer.core import post_point_id
 from services.viability.main import ViabilitySettings
 from shared.config import KafkaSettings, MariaDBSettings
 from shared.embedding import embedding_model_id
+from shared.stored_post import payload_fields
 from shared.vectorstore import EdgeVectorStore
 from tests.conftest import api_headers, wait_for
 from tests.e2e.source_of_truth import viable_posts_sql
@@ -153,7 +154,7 @@ def shard_contents(stack: LocalStack, collection: str) -> tuple[list[str], dict[
     try:
         store.ensure_collection(collection, 384)
         ids = list(store.scroll_ids(collection))
-        titles = {p.payload["post_id"]: p.payload["title"] for p in store.retrieve(collection, ids)}
+        titles = {post["post_id"]: post["title"] for post in (payload_fields(p.payload) for p in store.retrieve(collection, ids))}
         return ids, titles
     finally:
         store.close()

@@ -17,6 +17,7 @@ from shared.events import (
     PostUpsert,
     SourcePosition,
 )
+from shared.stored_post import payload_fields
 from shared.vectorstore import EdgeVectorStore
 
 
@@ -40,7 +41,7 @@ def indexer(tmp_path):
 
 def title_of(indexer: PostIndexer, post_id: int) -> str | None:
     found = indexer.store.retrieve("posts", [post_point_id(post_id)])
-    return found[0].payload["title"] if found else None
+    return payload_fields(found[0].payload)["title"] if found else None
 
 
 def test_an_older_upsert_never_overwrites_a_newer_one(indexer):

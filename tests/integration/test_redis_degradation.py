@@ -23,6 +23,7 @@ from shared.embedding import load_text_embedder
 from shared.events import AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition, account_key, encode
 from shared.index_registry import IndexRegistry
 from shared.kafka import OutboundMessage, ensure_topics, make_producer, produce_all
+from shared.stored_post import payload_fields
 from shared.vectorstore import EdgeVectorStore
 from tests.conftest import MODEL_CACHE_DIR, wait_for
 from tests.support.redis_server import free_port, private_redis
@@ -101,6 +102,6 @@ def test_the_standalone_indexer_keeps_indexing_while_redis_is_down(infra, tmp_pa
     store = EdgeVectorStore(tmp_path / "edge")
     try:
         store.ensure_collection("posts", 384)  # opens the shard the indexer wrote
-        assert [p.payload["post_id"] for p in store.retrieve("posts", [post_point_id(5)])] == [5]
+        assert [payload_fields(p.payload)["post_id"] for p in store.retrieve("posts", [post_point_id(5)])] == [5]
     finally:
         store.close()

@@ -29,6 +29,7 @@ from shared.events import (
     encode,
 )
 from shared.kafka import OutboundMessage, ensure_topics, make_producer, produce_all
+from shared.stored_post import payload_fields
 from shared.vectorstore import EdgeVectorStore
 from tests.conftest import wait_for
 
@@ -84,8 +85,8 @@ class LiveIndexer:
             reader.close()
 
     def titles(self) -> dict[int, str]:
-        return {p.payload["post_id"]: p.payload["title"] for p in self.store.retrieve(
-            "posts", [post_point_id(i) for i in range(1, 100)])}
+        posts = [payload_fields(p.payload) for p in self.store.retrieve("posts", [post_point_id(i) for i in range(1, 100)])]
+        return {post["post_id"]: post["title"] for post in posts}
 
     def close(self) -> None:
         self.stop.set()

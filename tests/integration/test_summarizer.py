@@ -44,6 +44,7 @@ from shared.events import (
 )
 from shared.index_registry import IndexRegistry, IndexVersion
 from shared.kafka import OutboundMessage, ensure_topics, make_producer, produce_all
+from shared.stored_post import payload_fields
 from shared.vectorstore import EdgeVectorStore, PointRecord, SearchFilter
 from tests.api.corpus import build_context, taxonomy_dir
 from tests.conftest import MODEL_CACHE_DIR, wait_for
@@ -158,7 +159,7 @@ def index_posts(pipe: Pipeline, events: list[tuple[int, EmbeddedPostUpsert]], de
     vertical = {p.id: p.vertical for rows in posts.values() for p in rows}
     for step in plan_writes([e for _, e in events]):
         pipe.store.upsert(collection, [PointRecord(id=p.id, vector=p.vector, sparse=p.sparse, payload={
-            **p.payload, **verticals_payload([VerticalLabel(taxonomy="default", vertical=vertical[p.payload["post_id"]],
+            **p.payload, **verticals_payload([VerticalLabel(taxonomy="default", vertical=vertical[payload_fields(p.payload)["post_id"]],
                                                             confidence=0.8)])}) for p in step.upserts.values()])
 
 

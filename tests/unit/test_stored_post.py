@@ -9,10 +9,11 @@ from services.query.posts import to_hit
 from services.summarizer.core import POST_FIELDS, AccountProfile, PostView
 from shared.classification.taxonomy import TaxonomyCatalog, VerticalLabel
 from shared.events import AccountFields, EmbeddedPostUpsert, PostRecord, PostUpsert, SourcePosition
-from shared.stored_post import StoredPost, stored_labels
+from shared.stored_post import ENGINE_KEYS, PACKED_KEY, StoredPost, payload_fields, stored_labels
 from shared.vectorstore import ScoredPoint
+from shared.vectorstore.base import INDEXED_FIELDS
 
-# The payload keys existing shards hold: renaming one is a data migration, not a refactor.
+# The payload fields existing shards hold: renaming one is a data migration, not a refactor.
 ON_DISK_KEYS = {
     "post_id", "account_id", "platform", "title", "description", "url", "published_at", "views", "likes",
     "comments", "handle", "display_name", "followers", "model_id", "source_ts_ms", "source_gtid",
@@ -30,16 +31,37 @@ def written_payload() -> dict:
     return with_labels(post_payload(EmbeddedPostUpsert.build(upsert, "m1", np.ones(4, dtype="float32")), 123), [FOOD])
 
 
-def test_the_indexer_writes_the_keys_existing_shards_hold_and_the_model_reads_them_back_unchanged():
+def test_the_indexer_writes_the_fields_existing_shards_hold_and_the_model_reads_them_back_unchanged():
     payload = written_payload()
-    assert set(payload) == ON_DISK_KEYS
-    assert payload["vertical_labels"] == ["default:food"] and payload["source_version"][1:] == [5, 40, 1]
-    assert len(payload["description"]) == 4_000  # trimmed for display
+    assert set(payload_fields(payload)) == ON_DISK_KEYS
+    fields = payload_fields(payload)
+    assert fields["vertical_labels"] == ["default:food"] and fields["source_version"][1:] == [5, 40, 1]
+    assert len(fields["description"]) == 4_000  # trimmed for display
     assert StoredPost.from_payload(payload).payload() == payload
 
 
+def test_what_the_engine_filters_on_is_top_level_and_the_rest_is_one_packed_string():
+    payload = written_payload()
+    engine_keys = {key.split("[")[0] for key in INDEXED_FIELDS}
+    assert engine_keys <= set(payload) and set(payload) == (ENGINE_KEYS & ON_DISK_KEYS) | {PACKED_KEY}
+    assert isinstance(payload[PACKED_KEY], str) and payload["account_id"] == 3 and payload["views"] == 5
+
+
+def test_a_flat_payload_written_before_the_packing_reads_as_the_same_post():
+    flat = payload_fields(written_payload())
+    assert PACKED_KEY not in flat
+    assert StoredPost.from_payload(flat) == StoredPost.from_payload(written_payload())
+    hit = to_hit(ScoredPoint(id="p7", score=1.0, payload=flat), TaxonomyCatalog.load())
+    assert hit is not None and hit.post.title == "Ramen" and hit.post.handle == "chef"
+
+
+def test_a_top_level_key_wins_over_its_packed_value():
+    payload = {**written_payload(), "title": "patched"}
+    assert StoredPost.from_payload(payload).title == "patched"
+
+
 def test_a_payload_written_before_the_bookkeeping_fields_still_reads_everywhere():
-    old = {key: value for key, value in written_payload().items()
+    old = {key: value for key, value in payload_fields(written_payload()).items()
            if key not in {"sparse_model_id", "source_version", "content_hash", "source_gtid", "source_snapshot",
                           "model_id", "url", "vertical_labels"}}
     hit = to_hit(ScoredPoint(id="p7", score=1.0, payload=old), TaxonomyCatalog.load())
