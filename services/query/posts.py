@@ -26,7 +26,7 @@ from services.query.models.posts import (
 from services.query.timing import StageClock
 from shared.classification.taxonomy import TaxonomyCatalog, split_label_key
 from shared.logging import get_logger
-from shared.stored_post import stored_labels
+from shared.stored_post import payload_fields, stored_labels
 from shared.vectorstore import ScoredPoint, SearchFilter, VerticalCondition
 
 log = get_logger("query.posts")
@@ -80,7 +80,7 @@ def to_hit(point: ScoredPoint, catalog: TaxonomyCatalog, label_floor: float = 0.
     shown = [label.model_dump() for label in stored_labels(point.payload)
              if catalog.is_enabled(label.taxonomy, label.vertical) and label.confidence >= label_floor]
     try:
-        post = Post.model_validate({**point.payload, "verticals": shown})
+        post = Post.model_validate({**payload_fields(point.payload), "verticals": shown})
     except ValidationError as exc:
         log.warning("point payload is not a post", point_id=point.id, error=str(exc))
         return None
