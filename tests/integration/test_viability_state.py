@@ -56,3 +56,14 @@ def test_viability_changes_are_recorded_in_one_call(infra):
     state.set_viable(1, True)
     state.set_viable_many({1: False, 2: True, 3: True})
     assert [state.was_viable(a) for a in (1, 2, 3, 4)] == [False, True, True, False]
+
+
+def test_post_account_lookup_round_trips_a_batch(infra):
+    """Tombstones are resolved through this lookup: what a batch records is what a later one reads."""
+    client = redis.Redis(host="127.0.0.1", port=infra.config.redis_port)
+    state = RedisViabilityState(client, namespace="vs-post-accounts")
+    big = 1_800_000_000_000
+    state.set_post_accounts({1: 7, 199: 7, 200: 8, big: 9, big + 1: 9})
+    state.set_post_accounts({199: None, big: None, 300: 8})
+    assert state.post_accounts([1, 199, 200, 300, big, big + 1, 5]) == {1: 7, 200: 8, 300: 8, big + 1: 9}
+    assert client.hget(f"vs-post-accounts:viability:post-account:{big // 100}", str(big + 1)) == b"9"
