@@ -17,13 +17,14 @@ POST_BUCKET = 100
 # One batch's writes and reads (RedisViabilityState.apply_and_read). ARGV: namespace, limit, the batch
 # as JSON [[account_id, account_json|false, account_deleted, post_id|false, published_at|false], ...]
 # (post_id with published_at false: the post is removed). Replies, per write, VIEW_FIELDS values:
-# account_json|false, viable (0/1), post count, latest published_at|false, rank, displaced, refill.
+# account_json|false, viable (0/1), post count, latest published_at|false, rank, displaced, refill,
+# requested_in|false (AccountView.requested_in).
 # Keys are built here from the namespace (a standalone Redis, as deployed; not Redis Cluster).
 # Post ids and times pass as JSON numbers (exact below 2^53) and go back as strings, since cjson
 # prints numbers with 14 significant digits.
 APPLY_AND_READ = """
 local prefix, limit = ARGV[1] .. ':viability:', tonumber(ARGV[2])
-local viable_key = prefix .. 'viable'
+local viable_key, requested_key = prefix .. 'viable', prefix .. 'requested-in'
 local out, n = {}, 0
 for _, write in ipairs(cjson.decode(ARGV[3])) do
   local account_id, account_json, account_deleted, post_id, published = write[1], write[2], write[3], write[4], write[5]
@@ -57,11 +58,12 @@ for _, write in ipairs(cjson.decode(ARGV[3])) do
   out[n + 3] = redis.call('ZCARD', posts_key)
   out[n + 4] = latest[2] or false
   out[n + 5], out[n + 6], out[n + 7] = rank, displaced, refill
-  n = n + 7
+  out[n + 8] = redis.call('HGET', requested_key, account_id)
+  n = n + 8
 end
 return cjson.encode(out)
 """
-VIEW_FIELDS = 7
+VIEW_FIELDS = 8
 
 # The post -> account lookup's updates (RedisViabilityState.set_post_accounts). ARGV: the lookup's
 # key prefix, JSON [[bucket, post_id, account_id|false (forget)], ...], numbers as strings.
@@ -86,13 +88,13 @@ def _script_write(write: StateWrite) -> list:
 def _view(fields: list, accounts: dict[str, AccountRecord]) -> AccountView:
     """One change's view from its script reply; an account's record, often the same for a whole
     batch of its posts, is parsed once."""
-    raw, viable, count, latest, rank, displaced, refill = fields
+    raw, viable, count, latest, rank, displaced, refill, requested_in = fields
     account = None
     if raw:
         account = accounts.get(raw) or accounts.setdefault(raw, AccountRecord.model_validate_json(raw))
     return AccountView(account, bool(viable), count, int(float(latest)) if latest else None,
                        rank if rank is not False else None, int(displaced) if displaced else None,
-                       int(refill) if refill else None)
+                       int(refill) if refill else None, requested_in or None)
 
 
 class RedisViabilityState:
@@ -162,6 +164,20 @@ class RedisViabilityState:
         with self.client.pipeline(transaction=False) as pipe:
             for account_id, is_viable in viable.items():
                 (pipe.sadd if is_viable else pipe.srem)(self._key("viable"), str(account_id))
+            pipe.execute()
+
+    def requested_in(self, account_id: int) -> str | None:
+        raw = self.client.hget(self._key("requested-in"), str(account_id))
+        return raw.decode() if raw is not None else None
+
+    def set_requested_in(self, runs: dict[int, str | None]) -> None:
+        """Recorded with the viability changes of a batch (few: accounts that just became viable)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for account_id, run in runs.items():
+                if run is None:
+                    pipe.hdel(self._key("requested-in"), str(account_id))
+                else:
+                    pipe.hset(self._key("requested-in"), str(account_id), run)
             pipe.execute()
 
     def viable_accounts(self) -> list[int]:

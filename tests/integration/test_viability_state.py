@@ -36,6 +36,7 @@ def test_batched_views_equal_one_call_per_fact(infra, base):
     for state in (pipelined, per_call):
         state.put_account(account(7, 50_000))
         state.set_viable(7, True)
+        state.set_requested_in({7: "mysql-bin.000003:4521:0-1-77", 8: None})
     rng = random.Random(3)
     compared = refills = 0
     for _ in range(40):
@@ -67,3 +68,12 @@ def test_post_account_lookup_round_trips_a_batch(infra):
     state.set_post_accounts({199: None, big: None, 300: 8})
     assert state.post_accounts([1, 199, 200, 300, big, big + 1, 5]) == {1: 7, 200: 8, 300: 8, big + 1: 9}
     assert client.hget(f"vs-post-accounts:viability:post-account:{big // 100}", str(big + 1)) == b"9"
+
+
+def test_requested_in_is_recorded_and_forgotten(infra):
+    client = redis.Redis(host="127.0.0.1", port=infra.config.redis_port)
+    state = RedisViabilityState(client, namespace="vs-requested-in")
+    state.set_requested_in({1: "f:4:", 2: "f:4:"})
+    state.set_requested_in({2: None})
+    assert [state.requested_in(a) for a in (1, 2, 3)] == ["f:4:", None, None]
+    assert [v.requested_in for v in state.apply_and_read([StateWrite(1), StateWrite(2)], 5)] == ["f:4:", None]
