@@ -20,15 +20,13 @@ POST_BUCKET = 100
 # account_json|false, viable (0/1), post count, latest published_at|false, rank, displaced, refill,
 # requested_in|false (AccountView.requested_in).
 # Keys are built here from the namespace (a standalone Redis, as deployed; not Redis Cluster).
-# Post ids and times pass as JSON numbers (exact below 2^53) and go back as strings, since cjson
-# prints numbers with 14 significant digits.
+# Ids and times pass as strings: BIGINT ids go past 2^53, where Lua's numbers (doubles) lose digits.
 APPLY_AND_READ = """
 local prefix, limit = ARGV[1] .. ':viability:', tonumber(ARGV[2])
 local viable_key, requested_key = prefix .. 'viable', prefix .. 'requested-in'
 local out, n = {}, 0
 for _, write in ipairs(cjson.decode(ARGV[3])) do
   local account_id, account_json, account_deleted, post_id, published = write[1], write[2], write[3], write[4], write[5]
-  account_id = string.format('%d', account_id)
   local account_key, posts_key = prefix .. 'account:' .. account_id, prefix .. 'posts:' .. account_id
   if account_json then
     redis.call('SET', account_key, account_json)
@@ -37,9 +35,8 @@ for _, write in ipairs(cjson.decode(ARGV[3])) do
   end
   local rank, displaced, refill = false, false, false
   if post_id then
-    post_id = string.format('%d', post_id)
     if published then
-      redis.call('ZADD', posts_key, string.format('%d', published), post_id)
+      redis.call('ZADD', posts_key, published, post_id)
       rank = redis.call('ZREVRANK', posts_key, post_id)
       if rank and rank < limit then
         displaced = redis.call('ZREVRANGE', posts_key, limit, limit)[1] or false
@@ -80,9 +77,10 @@ return 1
 
 
 def _script_write(write: StateWrite) -> list:
-    post_id, published_at = write.post if write.post is not None else (False, False)
-    return [write.account_id, write.account.model_dump_json() if write.account is not None else False,
-            write.account_deleted, post_id, False if published_at is None else published_at]
+    post_id, published_at = write.post if write.post is not None else (None, None)
+    return [str(write.account_id), write.account.model_dump_json() if write.account is not None else False,
+            write.account_deleted, False if post_id is None else str(post_id),
+            False if published_at is None else str(published_at)]
 
 
 def _view(fields: list, accounts: dict[str, AccountRecord]) -> AccountView:
