@@ -22,6 +22,7 @@ from shared.events import (
     AccountPurge,
     AccountRecord,
     ChangeEvent,
+    DebeziumSource,
     PostDelete,
     PostRecord,
     PostUpsert,
@@ -74,6 +75,15 @@ class ViabilityRules(BaseModel):
         return account.followers >= self.min_followers and post_count >= self.min_posts and recent_enough
 
 
+def initial_snapshot_of(source: DebeziumSource) -> str | None:
+    """Which initial snapshot a row was read by (its binlog position), or None: streamed, or read by an
+    incremental snapshot. Debezium marks initial snapshot rows "true", "first", "last", ... and rows an
+    execute-snapshot signal re-read "incremental"; cdc does the same."""
+    if not source.is_snapshot or str(source.snapshot).lower() == "incremental":
+        return None
+    return f"{source.file}:{source.pos}:{source.gtid or ''}"
+
+
 class ViabilityState(Protocol):
     def get_account(self, account_id: int) -> AccountRecord | None: ...
     def put_account(self, account: AccountRecord) -> None: ...
@@ -85,6 +95,8 @@ class ViabilityState(Protocol):
     def post_at_rank(self, account_id: int, rank: int) -> int | None: ...
     def was_viable(self, account_id: int) -> bool: ...
     def set_viable(self, account_id: int, viable: bool) -> None: ...
+    def requested_in(self, account_id: int) -> str | None: ...  # see AccountView.requested_in
+    def set_requested_in(self, runs: dict[int, str | None]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,9 @@ class AccountView:
     # A removed post was among the N most recent, or is unknown (a retried batch removed it already,
     # a redelivered delete): the post now at rank N-1, which may have taken its place.
     refill: int | None = None
+    # The initial snapshot (SourceChange.initial_snapshot) during which the account last became viable,
+    # as recorded; None when that happened on any other event.
+    requested_in: str | None = None
 
 
 PostWrite = tuple[int, int | None]  # (post_id, published_at); published_at None = remove
@@ -127,20 +142,27 @@ class SourceChange:
     op: str
     record: AccountRecord | PostRecord
     position: SourcePosition
+    # Which table, kept so the decisions need no isinstance on the record: pydantic models answer it
+    # through ABCMeta in Python, a tenth of the batch's CPU (bench/viability_state.py).
+    table: Literal["accounts", "posts"]
+    # Read by cdc's initial snapshot: which one (its binlog position, the same on every row it reads);
+    # None for a streamed change or a row an incremental snapshot (a SnapshotRequest) re-read.
+    initial_snapshot: str | None = None
 
     @classmethod
     def of(cls, table: Literal["accounts", "posts"], change: ChangeEvent) -> SourceChange:
         """Raises a ValueError (pydantic's) when the row is not a valid account or post."""
         model = AccountRecord if table == "accounts" else PostRecord
-        return cls(change.op, model.model_validate(change.row), SourcePosition.of(change.source))
+        return cls(change.op, model.model_validate(change.row), SourcePosition.of(change.source), table,
+                   initial_snapshot_of(change.source))
 
     @property
     def account_id(self) -> int:
-        return self.record.id if isinstance(self.record, AccountRecord) else self.record.account_id
+        return self.record.id if self.table == "accounts" else self.record.account_id
 
     def state_write(self) -> StateWrite:
         record, deleted = self.record, self.op == "d"
-        if isinstance(record, AccountRecord):
+        if self.table == "accounts":
             return StateWrite(record.id, account=None if deleted else record, account_deleted=deleted)
         return StateWrite(record.account_id, post=(record.id, None if deleted else record.published_at))
 
@@ -156,6 +178,7 @@ class SourceTombstone:
     post_account_id: int | None = None  # posts: the account the state knew the post by
     op: str = "d"
     position: None = None
+    initial_snapshot: None = None
 
     @property
     def account_id(self) -> int:
@@ -182,7 +205,7 @@ def resolve_tombstones(changes: Sequence[SourceChange | SourceTombstone],
                     continue
                 change = SourceTombstone("posts", change.row_id, account_id)
                 known[change.row_id] = None
-        elif isinstance(change.record, PostRecord):
+        elif change.table == "posts":
             known[change.record.id] = None if change.op == "d" else change.record.account_id
         resolved.append(change)
     return resolved, known
@@ -199,13 +222,16 @@ def read_view(state: ViabilityState, account_id: int, post: PostWrite | None, li
         else:
             state.add_post(account_id, post_id, published_at)
     count, latest = state.post_stats(account_id)
-    view = AccountView(state.get_account(account_id), state.was_viable(account_id), count, latest)
+    requested_in = state.requested_in(account_id)
+    view = AccountView(state.get_account(account_id), state.was_viable(account_id), count, latest,
+                       requested_in=requested_in)
     if post is not None and post[1] is not None:
         rank = state.recent_rank(account_id, post[0])
         displaced = state.post_at_rank(account_id, limit) if rank is not None and rank < limit else None
-        view = AccountView(view.account, view.viable, count, latest, rank, displaced)
+        view = AccountView(view.account, view.viable, count, latest, rank, displaced, requested_in=requested_in)
     elif post is not None and (removed_rank is None or removed_rank < limit):
-        view = AccountView(view.account, view.viable, count, latest, refill=state.post_at_rank(account_id, limit - 1))
+        view = AccountView(view.account, view.viable, count, latest, refill=state.post_at_rank(account_id, limit - 1),
+                           requested_in=requested_in)
     return view
 
 
@@ -247,6 +273,8 @@ class Verdict:
     # post id -> account id (None = forget), recorded with the viability: a tombstone is resolved
     # against it, so it must not run ahead of the deletes downstream has seen.
     post_accounts: dict[int, int | None] = field(default_factory=dict)
+    # account -> AccountView.requested_in after the batch, for the accounts that became viable in it
+    requested_in: dict[int, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -299,6 +327,8 @@ class ViabilityFilter:
         set_post_accounts = getattr(self.state, "set_post_accounts", None)
         if set_post_accounts is not None and verdict.post_accounts:
             set_post_accounts(verdict.post_accounts)
+        if verdict.requested_in:
+            self.state.set_requested_in(verdict.requested_in)
         set_viable_many = getattr(self.state, "set_viable_many", None)
         if set_viable_many is not None:
             set_viable_many(verdict.viable_after)
@@ -321,16 +351,18 @@ class ViabilityFilter:
             self._decide_tombstone(change, view, now_ms, verdict)
             return
         account_id = change.account_id
-        if isinstance(change.record, AccountRecord):
-            self._transition(account_id, view, change.position, now_ms, verdict)
+        run = change.initial_snapshot
+        if change.table == "accounts":
+            self._transition(account_id, view, change.position, now_ms, verdict, run)
             return
         post = change.record
         if change.op == "d":
             verdict.decisions.append(PostDelete(post_id=post.id, account_id=account_id, position=change.position))
-            if self._transition(account_id, view, change.position, now_ms, verdict):
+            if self._transition(account_id, view, change.position, now_ms, verdict, run):
                 verdict.decisions += self._refill(view)
-        elif self._transition(account_id, view, change.position, now_ms, verdict):
-            verdict.decisions += self._forward(post, change.position, view)
+        elif self._transition(account_id, view, change.position, now_ms, verdict, run):
+            rereads = run is not None and run == verdict.requested_in.get(account_id, view.requested_in)
+            verdict.decisions += self._forward(post, change.position, view, superseded=rereads)
 
     def _decide_tombstone(self, change: SourceTombstone, view: AccountView, now_ms: int, verdict: Verdict) -> None:
         """A delete known only by its key: unversioned (position None) downstream."""
@@ -339,7 +371,7 @@ class ViabilityFilter:
         self._transition(change.account_id, view, None, now_ms, verdict)
 
     def _transition(self, account_id: int, view: AccountView, position: SourcePosition | None, now_ms: int,
-                    verdict: Verdict) -> bool:
+                    verdict: Verdict, initial_snapshot: str | None = None) -> bool:
         """Compare the account's viability now with what was last decided (earlier in this batch,
         or recorded); act on a change. Returns whether the account is viable afterwards."""
         viable = self.rules.is_viable(view.account, view.post_count, view.latest_post_ms, now_ms)
@@ -348,6 +380,7 @@ class ViabilityFilter:
         verdict.viable_after[account_id] = viable
         if viable:
             verdict.decisions.append(SnapshotRequest((account_id,)))
+            verdict.requested_in[account_id] = initial_snapshot
         else:
             reason = "account deleted" if view.account is None else "account no longer viable"
             verdict.decisions.append(AccountPurge(account_id=account_id, reason=reason, position=position))
@@ -362,14 +395,27 @@ class ViabilityFilter:
         post already removed, and one extra row read is cheaper than a post that never comes in."""
         return [SnapshotRequest(post_ids=(view.refill,))] if view.refill is not None else []
 
-    def _forward(self, post: PostRecord, position: SourcePosition, view: AccountView) -> list[Decision]:
-        """Forward a viable account's post if it is among its N most recent; drop the one it displaces."""
+    def _forward(self, post: PostRecord, position: SourcePosition, view: AccountView, *,
+                 superseded: bool = False) -> list[Decision]:
+        """Forward a viable account's post if it is among its N most recent; drop the one it displaces.
+
+        ``superseded``: the row comes from the initial snapshot during which the account became viable.
+        The SnapshotRequest made then re-reads every post of the account after that snapshot, so the
+        row arrives again, as current as or newer than this copy (an initial snapshot reads as of its
+        start); forwarding both sent most of such an account's posts twice. The displaced post still
+        goes: deleting a post the index may hold is harmless, keeping one it must not hold is not."""
         limit = self.rules.max_posts_per_account
         if view.rank is None or view.rank >= limit or view.account is None:
             return []
+        if superseded:
+            return [PostDelete(post_id=view.displaced, account_id=post.account_id, position=position)
+                    ] if view.displaced is not None else []
         account = view.account
-        fields = AccountFields(handle=account.handle, display_name=account.display_name, followers=account.followers)
-        decisions: list[Decision] = [PostUpsert(post=post, account=fields, position=position)]
+        # Built from models validated at parse time: constructed, not validated again (that was a
+        # quarter of decide's CPU per event, bench/viability_state.py).
+        fields = AccountFields.model_construct(handle=account.handle, display_name=account.display_name,
+                                               followers=account.followers)
+        decisions: list[Decision] = [PostUpsert.model_construct(post=post, account=fields, position=position)]
         if view.displaced is not None:
             decisions.append(PostDelete(post_id=view.displaced, account_id=post.account_id, position=position))
         return decisions

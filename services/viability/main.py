@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from functools import lru_cache
 
 import redis
 from confluent_kafka import Message
@@ -89,6 +90,7 @@ class ViabilityService:
         self.pending = pending
         self.max_per_signal = max_per_signal  # VIABILITY_SNAPSHOT_ACCOUNTS, read once by the entry point
         self.output_topic = output_topic or kafka.viable_posts_topic
+        self.accounts_topic = kafka.accounts_topic  # a property that builds the name: read once, not per message
         self.as_of_ms: int | None = None  # the last completed sweep's clock (None: none yet, use now)
 
     def clock_ms(self) -> int:
@@ -142,7 +144,7 @@ class ViabilityService:
         return result
 
     def _parse(self, message: Message) -> SourceChange | SourceTombstone | None:
-        table = "accounts" if message.topic() == self.kafka.accounts_topic else "posts"
+        table = "accounts" if message.topic() == self.accounts_topic else "posts"
         change = parse_change_event(message.value())
         if change is None:
             return self._tombstone(table, message)
@@ -168,7 +170,7 @@ class ViabilityService:
         if decision.kind == "account.purge":
             VIABILITY_DECISIONS.labels(to="not_viable").inc()
         account_id = decision.account_id if decision.kind != "post.upsert" else decision.post.account_id
-        return OutboundMessage(self.output_topic, account_key(account_id or 0), encode(decision))
+        return OutboundMessage(self.output_topic, _account_key(account_id or 0), encode(decision))
 
 
 class SweepingBatchLoop(BatchLoop):
@@ -193,6 +195,10 @@ class SweepingBatchLoop(BatchLoop):
                 hook()
             self.next_sweep = time.monotonic() + self.sweep_interval_s
         return super().run_once()
+
+
+# An account's posts come in runs (a snapshot reads them in order): its key is encoded once.
+_account_key = lru_cache(maxsize=65_536)(account_key)
 
 
 def requested_accounts(decisions) -> list[int]:

@@ -11,6 +11,7 @@ class InMemoryViabilityState:
         self.posts: dict[int, dict[int, int]] = {}
         self.viable: set[int] = set()
         self.post_account: dict[int, int] = {}
+        self.requested: dict[int, str | None] = {}
 
     def get_account(self, account_id):
         return self.accounts.get(account_id)
@@ -48,6 +49,12 @@ class InMemoryViabilityState:
 
     def set_viable(self, account_id, viable):
         (self.viable.add if viable else self.viable.discard)(account_id)
+
+    def requested_in(self, account_id):
+        return self.requested.get(account_id)
+
+    def set_requested_in(self, runs):
+        self.requested.update(runs)
 
     def post_accounts(self, post_ids):
         return {p: self.post_account[p] for p in post_ids if p in self.post_account}

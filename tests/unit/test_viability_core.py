@@ -3,7 +3,7 @@ import random
 import pytest
 
 from services.viability.core import DAY_MS, Decision, SnapshotRequest, SourceChange, ViabilityFilter, ViabilityRules
-from shared.events import AccountPurge, ChangeEvent, PostDelete, PostUpsert
+from shared.events import AccountPurge, ChangeEvent, PostDelete, PostUpsert, SourcePosition
 from tests.unit.fakes import InMemoryViabilityState
 
 NOW = 1_800_000_000_000
@@ -70,6 +70,40 @@ def test_account_becoming_viable_asks_for_its_posts_again_and_forwards_new_ones(
     assert isinstance(decisions[1], PostUpsert) and decisions[1].post.id == 3
     [forwarded] = viability.on_post(change("c", "posts", after=post(4)), NOW)
     assert forwarded.post.id == 4 and forwarded.account.handle == "h1"
+
+
+def snapshot_read(table, row, snapshot="true", pos=4):
+    """A row as cdc's (or Debezium's) snapshot reads it: every row of one initial snapshot has its binlog position."""
+    return ChangeEvent.model_validate({"op": "r", "after": row, "source": {
+        "ts_ms": NOW, "db": "d", "table": table, "snapshot": snapshot, "file": "b.000001", "pos": pos}})
+
+
+def test_rows_of_the_initial_snapshot_that_made_an_account_viable_come_with_its_re_read_only(viability):
+    viability.on_account(snapshot_read("accounts", account()), NOW)
+    for post_id in (1, 2):
+        assert viability.on_post(snapshot_read("posts", post(post_id, age_days=post_id)), NOW) == []
+    # the account turns viable here: every post of it will be read again, this one too
+    assert viability.on_post(snapshot_read("posts", post(3, age_days=3)), NOW) == [SnapshotRequest((1,))]
+    assert viability.on_post(snapshot_read("posts", post(4, age_days=4), snapshot="last"), NOW) == []
+    # what the re-read brings, what the binlog streams and what a later snapshot reads goes downstream
+    for event in (snapshot_read("posts", post(3, age_days=3), snapshot="incremental"),
+                  change("u", "posts", before=post(4, age_days=4), after=post(4, age_days=4)),
+                  snapshot_read("posts", post(5, age_days=5), pos=99)):
+        [upsert] = viability.on_post(event, NOW)
+        assert isinstance(upsert, PostUpsert) and upsert.post.id == event.row["id"]
+    # a newer post of the same snapshot pushes the oldest of the 5 most recent out: that delete still goes
+    assert viability.on_post(snapshot_read("posts", post(6, age_days=0)), NOW) == [
+        PostDelete(post_id=5, account_id=1, position=SourcePosition.of(snapshot_read("posts", post(6)).source))]
+
+
+def test_an_account_viable_on_a_streamed_change_forwards_the_snapshot_rows_after_it(viability):
+    viability.on_account(snapshot_read("accounts", account(followers=10)), NOW)
+    for post_id in (1, 2, 3):
+        viability.on_post(snapshot_read("posts", post(post_id, age_days=post_id)), NOW)
+    assert viability.on_account(change("u", "accounts", before=account(followers=10), after=account()), NOW) == [
+        SnapshotRequest((1,))]
+    [upsert] = viability.on_post(snapshot_read("posts", post(4, age_days=4)), NOW)
+    assert upsert.post.id == 4
 
 
 def test_account_losing_viability_or_deleted_is_purged(viability):
