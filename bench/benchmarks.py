@@ -534,6 +534,8 @@ def build_search_shard(bench: Bench, opts: Options) -> tuple[str, dict]:
 
 
 def _points_note(info: dict) -> str:
+    if info.get("from"):
+        return f"{info['points']:,} points: {info['from']} (every viable post once, its real vector)."
     return (f"{info['distinct_posts_with_real_vectors']:,} demo posts with their real vectors, tiled to "
             f"{info['points']:,} points; copies get N(0, 0.03) noise per dimension, re-normalised, and new ids "
             "(real payloads of the source posts).")

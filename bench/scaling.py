@@ -80,6 +80,7 @@ def scaling(bench: Bench, opts: Options) -> dict:
         summary.update(_indexer_vs_engine(bench, shard_root, stages["indexer"]["events_per_s"],
                                           stages["indexer"]["cpu_s_after_ready"]))
         summary.update(_search_engine(shard_root, opts, bench, summary))
+        bench.scaling_shard = shard_root  # benchmark 4 measures search on it when run after this one
     finally:
         stack.stop()
     summary["redis_used_mb"] = max(redis_mb.values())
