@@ -47,6 +47,7 @@ def options(args: argparse.Namespace) -> Options:
         if value is not None:
             setattr(opts, field, value)
     opts.profile = not args.no_profile
+    opts.replay_warm_only = args.replay_warm_only
     return opts
 
 
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--search-points", type=int, dest="search_points")
     parser.add_argument("--search-s", type=float, dest="search_s")
     parser.add_argument("--soak-s", type=float, dest="soak_s")
+    parser.add_argument("--replay-warm-only", action="store_true", dest="replay_warm_only",
+                        help="benchmark 5 without its cold run: the kept embedding cache is the warm one")
     parser.add_argument("--no-profile", action="store_true", help="do not attach py-spy in benchmark 2")
     args = parser.parse_args(argv)
     opts = options(args)
