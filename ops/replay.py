@@ -477,6 +477,7 @@ def run(args: argparse.Namespace) -> int:
             print("nothing to roll back to", file=sys.stderr)
             return 1
         registry.switch(previous)
+        wait_for_replicas()
         print(f"alias {registry.alias} → {previous}")
         return 0
     if args.stage == "classify" and not args.dry_run and not replay_gate(TaxonomySettings().taxonomy_dir, args.override):
@@ -541,8 +542,15 @@ def finish(args: argparse.Namespace, registry: IndexRegistry, version: IndexVers
         print(f"verified; alias left on {active}")
         return 0
     registry.switch(version.collection)
+    wait_for_replicas()
     print(f"alias {registry.alias} → {version.collection} (was {active}); `--rollback` switches back")
     return 0
+
+
+def wait_for_replicas() -> None:
+    """Query processes reuse the active version for QUERY_ALIAS_CACHE_S: returning after that long means
+    every replica searches the version just switched to when the command returns."""
+    time.sleep(VectorStoreSettings().query_alias_cache_s)
 
 
 def main(argv: list[str] | None = None) -> int:

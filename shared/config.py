@@ -137,6 +137,10 @@ class VectorStoreSettings(_EnvSettings):
     posts_collection: str = Field("posts", description="Collection holding post vectors.")
     accounts_collection: str = Field("accounts", description="Collection of account summaries (for the "
                                      "posts collection's first version; a replay's posts_vN gets accounts_vN).")
+    query_alias_cache_s: float = Field(1.0, ge=0, description="Seconds a query process reuses the active index "
+                                       "version (the registry's alias) in-process (saves a Redis round trip per "
+                                       "search); a replay's switch or rollback waits this long before it returns, "
+                                       "so when it returns every replica searches the version it switched to.")
     indexer_batch_size: int = Field(1024, ge=1, description="Max events the indexer writes per batch (instead of "
                                     "KAFKA_BATCH_SIZE): every write ends with a sync whose cost is per batch, "
                                     "not per point (edge: an fsync of each segment file, 28-400 ms here).")

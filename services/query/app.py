@@ -57,9 +57,6 @@ class QuerySettings(ServiceSettings):
     status_freshness_window_s: int = Field(900, ge=10, description="Window of the freshness percentiles.")
     query_key_cache_s: float = Field(2.0, ge=0, description="Seconds an API key record is reused in-process "
                                      "(saves a Redis round trip per request; a revocation takes effect within it).")
-    query_alias_cache_s: float = Field(1.0, ge=0, description="Seconds the active index version (the registry's "
-                                       "alias) is reused in-process (saves a Redis round trip per request; a "
-                                       "replay's switch or rollback reaches this replica within it).")
     label_confidence_floor: float = Field(DEFAULT_LABEL_FLOOR, ge=0.0, le=1.0, description="Calibrated confidence "
                                           "under which a post's label is neither shown nor counted in facets; also "
                                           "the vertical filter's minimum when a request names none.")
@@ -105,7 +102,7 @@ def build_context(settings: QuerySettings, taxonomies: TaxonomySettings,
     catalog = TaxonomyCatalog.load(taxonomies.taxonomy_dir)
     registry = open_registry(kafka, store_settings, redis_client, model.embedding_model_variant)
     posts = ActiveCollection(store, store_settings.posts_collection, registry,
-                             alias_cache_s=settings.query_alias_cache_s, live_variant=model.embedding_model_variant)
+                             alias_cache_s=store_settings.query_alias_cache_s, live_variant=model.embedding_model_variant)
     posts.name()  # opens (and if needed migrates) the active collection before the first request
     status = PipelineStatus(
         kafka=kafka, store=store, collection=posts, redis_client=redis_client,
