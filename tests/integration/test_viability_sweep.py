@@ -59,7 +59,12 @@ def test_an_account_that_stops_posting_is_purged_by_the_sweep_and_verification_a
     purge = next(e for e in pipeline.events if e["kind"] == "account.purge")
     assert purge["account_id"] == 1 and "180" not in purge["reason"] and purge["position"] is None
 
-    metrics = sweep_metrics(pipeline.metrics_port)
+    # The run after the purge checks account 2 alone; on a loaded machine it may not have run yet when the
+    # purge is seen (the sweep runs every second in this test), so wait for it rather than race it.
+    deadline = time.time() + 15
+    while (metrics := sweep_metrics(pipeline.metrics_port))["viability_sweep_last_checked_accounts"] != 1 \
+            and time.time() < deadline:
+        time.sleep(0.2)
     assert metrics["viability_sweep_accounts_purged_total"] == 1
     assert metrics["viability_sweep_last_checked_accounts"] == 1  # the last run: account 2, still active
     assert time.time() - metrics["viability_sweep_as_of_timestamp_seconds"] < 5
