@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import random
 import tempfile
-import threading
 import time
 import uuid
 from datetime import datetime
@@ -29,7 +27,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.benchmarks import QUERIES, Options, _filters, _load, _snapshot_seconds, embedder, embedding_text
+from bench.benchmarks import QUERIES, Options, _load, _snapshot_seconds, embedder, embedding_text
 from bench.harness import DATABASE, VIABLE_POSTS_PARAMS, VIABLE_POSTS_SQL, Bench, log
 from bench.scaling_report import model_time_s, served_accounts, signal_accounts, stage_row, summaries_from_log
 from shared.events import content_hash
@@ -380,46 +378,19 @@ def _indexer_vs_engine(bench: Bench, shard_root: Path, indexer_rate: float, inde
 
 
 def _search_engine(shard_root: Path, opts: Options, bench: Bench, summary: dict) -> dict:
-    """The engine alone, in this process: the same 30 queries' vectors (the API's query model), the same
-    filter mix and seed, limit 10 with payloads, ENGINE_SEARCH_THREADS threads for search_s seconds."""
-    import qdrant_edge as qe
+    """The engine alone, in this process: benchmark 4's engine run (the same 30 queries' vectors from the
+    API's query model, the same filter mix, limit 10 with payloads) on ENGINE_SEARCH_THREADS threads."""
+    from bench.search_api import engine_rate  # benchmark 4 imports this module's _search_filter
 
-    from shared.vectorstore.qdrant_edge import _edge_filter
-
-    collection = next((p for p in shard_root.iterdir() if p.is_dir() and p.name.startswith("posts")), None)
-    if collection is None:
+    if not (shard_root / "posts").is_dir():
         return {"engine_search_error": f"no posts collection under {shard_root}"}
-    model = embedder()
-    vectors = {q: [float(x) for x in v] for q, v in zip(QUERIES, model.embed(QUERIES), strict=True)}
     accounts = [r[0] for r in bench.sql("SELECT id FROM accounts ORDER BY followers DESC LIMIT 200")]
-    shard = qe.EdgeShard.load(str(collection), qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=384,
-                                                                                       distance=qe.Distance.Cosine)))
-    counts, stop = [0] * ENGINE_SEARCH_THREADS, threading.Event()
-
-    def worker(n: int) -> None:
-        rng = random.Random(7 * 100 + n)
-        while not stop.is_set():
-            query = rng.choice(QUERIES)
-            flt = _search_filter(_filters(rng, accounts)) if rng.random() < 0.5 else None
-            shard.query(qe.QueryRequest(limit=10, query=qe.Query.Nearest(vectors[query]),
-                                        filter=_edge_filter(flt), with_payload=True))
-            counts[n] += 1
-
-    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(ENGINE_SEARCH_THREADS)]
-    started, cpu_started = time.perf_counter(), time.process_time()
-    for thread in threads:
-        thread.start()
-    time.sleep(opts.search_s)
-    stop.set()
-    for thread in threads:
-        thread.join(30)
-    elapsed, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
-    shard.close()
-    engine_rps = sum(counts) / elapsed
+    engine = engine_rate(str(shard_root), opts, accounts, seed=7, threads=ENGINE_SEARCH_THREADS)
+    engine_rps = engine["engine_rps"]
     api = summary.get("api_warm_rps", math.nan)
     # Requests per CPU second of the serving process (the API's own process; the engine's is this one),
     # robust to how much of the machine each run got.
-    engine_per_cpu_s = sum(counts) / cpu_s if cpu_s else math.nan
+    engine_per_cpu_s = engine["engine_per_cpu_s"]
     api_per_cpu_s = (summary.get("api_requests", 0) / summary["api_query_cpu_s"]
                      if summary.get("api_query_cpu_s") else math.nan)
     log(f"7. engine in-process search: {engine_rps:.0f} req/s (API {api:.0f}, ratio {api / engine_rps:.2f})")

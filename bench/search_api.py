@@ -70,8 +70,8 @@ def _shard(bench: Bench, opts: Options) -> tuple[str, dict]:
                         "from": "benchmark 7's index of the seed"}
 
 
-def engine_rate(path: str, opts: Options, accounts: list[int], seed: int) -> dict:
-    """The engine alone: the edge shard's own query call on API_THREADS threads for search_s seconds."""
+def engine_rate(path: str, opts: Options, accounts: list[int], seed: int, threads: int = API_THREADS) -> dict:
+    """The engine alone: the edge shard's own query call on ``threads`` threads for search_s seconds."""
     import qdrant_edge as qe
 
     from bench.scaling import _search_filter
@@ -81,7 +81,7 @@ def engine_rate(path: str, opts: Options, accounts: list[int], seed: int) -> dic
     store = EdgeVectorStore(path)
     store.ensure_collection("posts", 384)
     shard = store._collection("posts").shard
-    counts, stop = [0] * API_THREADS, threading.Event()
+    counts, stop = [0] * threads, threading.Event()
 
     def worker(n: int) -> None:
         rng = random.Random(seed * 1000 + n)
@@ -92,13 +92,13 @@ def engine_rate(path: str, opts: Options, accounts: list[int], seed: int) -> dic
                                         filter=_edge_filter(flt), with_payload=True))
             counts[n] += 1
 
-    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(API_THREADS)]
+    workers = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(threads)]
     started, cpu_started = time.perf_counter(), time.process_time()
-    for thread in threads:
+    for thread in workers:
         thread.start()
     time.sleep(opts.search_s)
     stop.set()
-    for thread in threads:
+    for thread in workers:
         thread.join(30)
     elapsed, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     store.close()
