@@ -22,7 +22,6 @@ import os
 import tempfile
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
@@ -30,6 +29,7 @@ from confluent_kafka import Consumer, TopicPartition
 from bench.benchmarks import QUERIES, Options, _load, _snapshot_seconds, embedder, embedding_text
 from bench.harness import DATABASE, VIABLE_POSTS_PARAMS, VIABLE_POSTS_SQL, Bench, log
 from bench.scaling_report import model_time_s, served_accounts, signal_accounts, stage_row, summaries_from_log
+from bench.search_api import engine_rate
 from shared.events import content_hash
 
 ENGINE_SEARCH_THREADS = 4
@@ -380,8 +380,6 @@ def _indexer_vs_engine(bench: Bench, shard_root: Path, indexer_rate: float, inde
 def _search_engine(shard_root: Path, opts: Options, bench: Bench, summary: dict) -> dict:
     """The engine alone, in this process: benchmark 4's engine run (the same 30 queries' vectors from the
     API's query model, the same filter mix, limit 10 with payloads) on ENGINE_SEARCH_THREADS threads."""
-    from bench.search_api import engine_rate  # benchmark 4 imports this module's _search_filter
-
     if not (shard_root / "posts").is_dir():
         return {"engine_search_error": f"no posts collection under {shard_root}"}
     accounts = [r[0] for r in bench.sql("SELECT id FROM accounts ORDER BY followers DESC LIMIT 200")]
@@ -397,17 +395,6 @@ def _search_engine(shard_root: Path, opts: Options, bench: Bench, summary: dict)
     return {"engine_search_rps": engine_rps, "engine_search_threads": ENGINE_SEARCH_THREADS,
             "search_api_over_engine": api / engine_rps, "engine_search_per_cpu_s": engine_per_cpu_s,
             "api_search_per_cpu_s": api_per_cpu_s, "search_api_over_engine_per_cpu_s": api_per_cpu_s / engine_per_cpu_s}
-
-
-def _search_filter(body: dict):
-    """The API's filter body as the store filter the API builds from it (services.query.posts.post_filter)."""
-    from shared.vectorstore import SearchFilter
-
-    after = body.get("published_after")
-    return SearchFilter(platform=body.get("platform"), account_id=body.get("account_id"),
-                        min_views=body.get("min_views"), min_likes=body.get("min_likes"),
-                        published_after=int(datetime.fromisoformat(after + "+00:00").timestamp() * 1000)
-                        if after else None)
 
 
 def _count_keys(bench: Bench, pattern: str) -> int:

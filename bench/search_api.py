@@ -24,6 +24,7 @@ import random
 import threading
 import time
 import uuid
+from datetime import datetime
 
 from bench.benchmarks import QUERIES, Options, _filters, _load, _points_note, build_search_shard, embedder
 from bench.harness import Bench, Profiler, log
@@ -74,7 +75,6 @@ def engine_rate(path: str, opts: Options, accounts: list[int], seed: int, thread
     """The engine alone: the edge shard's own query call on ``threads`` threads for search_s seconds."""
     import qdrant_edge as qe
 
-    from bench.scaling import _search_filter
     from shared.vectorstore.qdrant_edge import EdgeVectorStore, _edge_filter, query_vector
 
     vectors = {q: query_vector(v) for q, v in zip(QUERIES, embedder().embed(QUERIES), strict=True)}
@@ -200,6 +200,17 @@ async def open_loop(api_url: str, headers: dict, opts: Options, rate: float, acc
     return {"p50_ms": summary["p50_ms"], "p95_ms": summary["p95_ms"], "p99_ms": summary["p99_ms"],
             "rps": len(latencies) / elapsed, "errors": errors, "requests": len(tasks),
             "sent_late": late, "generator_cpu_s": time.process_time() - cpu_started}
+
+
+def _search_filter(body: dict):
+    """The API's filter body as the store filter the API builds from it (services.query.posts.post_filter)."""
+    from shared.vectorstore import SearchFilter
+
+    after = body.get("published_after")
+    return SearchFilter(platform=body.get("platform"), account_id=body.get("account_id"),
+                        min_views=body.get("min_views"), min_likes=body.get("min_likes"),
+                        published_after=int(datetime.fromisoformat(after + "+00:00").timestamp() * 1000)
+                        if after else None)
 
 
 def _ratios(run: dict) -> None:
