@@ -39,6 +39,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel
 
+from ops.eval_core import write_report
 from services.indexer.core import PostIndexer
 from services.query.accounts import ACCOUNT_DEPTH, group_by_account
 from services.query.encoding import normalise
@@ -396,11 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                                   intra_op_threads=model.embedding_threads)
     with tempfile.TemporaryDirectory(prefix="eval-accounts-") as store_dir:
         report = evaluate(args.data, embedder, Path(store_dir))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-    text = render(report)
-    args.out.with_suffix(".md").write_text(text)
-    print(text, end="")
+    write_report(args.out, report, render(report))
     return 0
 
 

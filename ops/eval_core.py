@@ -374,3 +374,11 @@ def _check_rewrite(before: dict, after: dict, updates: Mapping[str, Mapping[str,
 
 def _normalised(value: object) -> object:
     return round(value, 4) if isinstance(value, float) else value
+
+
+def write_report(out: Path, report: dict, markdown: str) -> None:
+    """An evaluation's result beside each other: <out>.json (the numbers) and <out>.md (the table), printed too."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    out.with_suffix(".md").write_text(markdown)
+    print(markdown, end="")

@@ -30,6 +30,7 @@ import orjson
 from ops import eval as classification_eval
 from ops import eval_accounts
 from ops.eval_accounts import DEFAULT_DATA, POSTS, EvalPost, load_set, post_events
+from ops.eval_core import write_report
 from services.indexer.core import PostIndexer
 from services.query.encoding import normalise
 from services.query.index import TenantIndex
@@ -207,11 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         report["speed"] = speed(load_models(ModelSettings()), speed_texts(args.data)[:args.speed_texts])
     else:
         report = evaluate(args.data)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-    text = render(report)
-    args.out.with_suffix(".md").write_text(text)
-    print(text, end="")
+    write_report(args.out, report, render(report))
     return 0
 
 

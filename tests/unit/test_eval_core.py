@@ -174,3 +174,14 @@ def test_rewrite_refuses_an_unknown_vertical_and_leaves_nothing_half_done():
 @pytest.mark.parametrize(("before", "after"), [("1", "2"), ("9", "10"), ("2024.7", "2024.8"), ("beta", "beta.1")])
 def test_bump_version(before, after):
     assert bump_version(before) == after
+
+
+def test_an_eval_report_is_written_as_json_and_markdown_side_by_side(tmp_path, capsys):
+    import orjson
+
+    from ops.eval_core import write_report
+
+    write_report(tmp_path / "results" / "run", {"macro_f1": 0.75}, "| f1 | 0.75 |\n")
+    assert orjson.loads((tmp_path / "results" / "run.json").read_bytes()) == {"macro_f1": 0.75}
+    assert (tmp_path / "results" / "run.md").read_text() == "| f1 | 0.75 |\n"
+    assert capsys.readouterr().out == "| f1 | 0.75 |\n"
