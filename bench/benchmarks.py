@@ -563,6 +563,16 @@ def _filters(rng: random.Random, accounts: list[int]) -> dict:
     return {}
 
 
+async def search_answered(client, body: dict) -> bool:
+    """One search request of a load generator: True when the API answered it (200)."""
+    import httpx
+
+    try:
+        return (await client.post("/v1/search/posts", json=body)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 async def _load(api_url: str, headers: dict, opts: Options, mode: str, accounts: list[int], seed: int,
                 rate: float | None = None) -> dict:
     """Closed loop (each client sends its next request when the last returns), or paced to ``rate``
@@ -590,12 +600,7 @@ async def _load(api_url: str, headers: dict, opts: Options, mode: str, accounts:
             if rng.random() < 0.5:
                 body["filters"] = _filters(rng, accounts)
             started = time.perf_counter()
-            try:
-                response = await client.post("/v1/search/posts", json=body)
-                ok = response.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
+            if await search_answered(client, body):
                 latencies.append(time.perf_counter() - started)
             else:
                 errors += 1

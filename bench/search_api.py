@@ -26,7 +26,8 @@ import time
 import uuid
 from datetime import datetime
 
-from bench.benchmarks import QUERIES, Options, _filters, _load, _points_note, build_search_shard, embedder
+from bench.benchmarks import (QUERIES, Options, _filters, _load, _points_note, build_search_shard, embedder,
+                              search_answered)
 from bench.harness import Bench, Profiler, log
 from bench.stats import latency_summary, median_of_runs, ratio
 
@@ -168,12 +169,7 @@ async def open_loop(api_url: str, headers: dict, opts: Options, rate: float, acc
 
     async def one(client: httpx.AsyncClient, scheduled: float, body: dict) -> None:
         nonlocal errors
-        try:
-            response = await client.post("/v1/search/posts", json=body)
-            ok = response.status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        if ok:
+        if await search_answered(client, body):
             latencies.append(time.perf_counter() - scheduled)
         else:
             errors += 1
